@@ -1,0 +1,25 @@
+// Two projects: `unit` (pure logic, fakes allowed, fast) and `integration` (the real local
+// cluster: etcd, kube-apiserver, kube-controller-manager, MinIO and the node agent, started once).
+const tsJest = ["ts-jest", { useESM: true, tsconfig: "tsconfig.json", isolatedModules: true }];
+const common = {
+  extensionsToTreatAsEsm: [".ts"],
+  moduleNameMapper: { "^(\\.{1,2}/.*)\\.js$": "$1" },
+  transform: { "^.+\\.ts$": tsJest },
+  testEnvironment: "node",
+};
+
+export default {
+  projects: [
+    { ...common, displayName: "unit", testMatch: ["<rootDir>/test/unit/**/*.test.ts"] },
+    {
+      ...common,
+      displayName: "integration",
+      testMatch: ["<rootDir>/test/integration/**/*.test.ts"],
+      globalSetup: "<rootDir>/test/integration/global-setup.ts",
+      globalTeardown: "<rootDir>/test/integration/global-teardown.ts",
+      slowTestThreshold: 60,
+    },
+  ],
+  reporters: ["default", "<rootDir>/test/summary-reporter.cjs"],
+  testTimeout: 120000,
+};
