@@ -1,6 +1,6 @@
 // Two projects: `unit` (pure logic, fakes allowed, fast) and `integration` (the real local
 // cluster: etcd, kube-apiserver, kube-controller-manager, MinIO and the node agent, started once).
-const tsJest = ["ts-jest", { useESM: true, tsconfig: "tsconfig.json", isolatedModules: true }];
+const tsJest = ["ts-jest", { useESM: true, tsconfig: "tsconfig.json" }];
 const common = {
   extensionsToTreatAsEsm: [".ts"],
   moduleNameMapper: { "^(\\.{1,2}/.*)\\.js$": "$1" },

@@ -1,0 +1,268 @@
+// Test assets: the real Kubernetes control plane, etcd, MinIO and helm, built from Go modules
+// pinned in hack/assets/<component>/go.mod (go.sum committed: the checksum database is not
+// reachable from every machine, so the committed hashes are what every build verifies against).
+//
+// Binaries land in a cache outside the repository so fresh clones and CI reuse them:
+//   $STREAMJOB_ASSETS_DIR or $XDG_CACHE_HOME/streamjob-operator/assets or ~/.cache/streamjob-operator/assets
+//     kube-v1.36.3/{kube-apiserver,kube-controller-manager,kubectl}
+//     etcd-v3.6.16/etcd ...
+// Like envtest, TEST_ASSET_<BINARY> and KUBEBUILDER_ASSETS point at binaries a user already has.
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { homedir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+export type BinaryName = "etcd" | "kube-apiserver" | "kube-controller-manager" | "kubectl" | "minio" | "helm";
+
+interface Component {
+  /** Folder under hack/assets holding the pinned go.mod/go.sum. */
+  name: string;
+  /** Module whose version names the cache folder. */
+  module: string;
+  /** Main packages built in one `go build`, and the binary each produces. */
+  packages: Record<string, BinaryName>;
+  ldflags?: (version: string) => string[];
+}
+
+// kube-apiserver reports its version through these variables; `hack/lib/version.sh` in
+// kubernetes sets the same ones so `/version` says v1.36.3 instead of v0.0.0-master.
+function kubeVersionFlags(version: string): string[] {
+  const [major, minor] = version.replace(/^v/, "").split(".");
+  return ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"].flatMap((pkg) => [
+    `-X ${pkg}.gitVersion=${version}`,
+    `-X ${pkg}.gitMajor=${major}`,
+    `-X ${pkg}.gitMinor=${minor}`,
+    `-X ${pkg}.gitTreeState=clean`,
+    `-X ${pkg}.buildDate=2026-01-01T00:00:00Z`,
+  ]);
+}
+
+export const components: Component[] = [
+  {
+    name: "kube",
+    module: "k8s.io/kubernetes",
+    packages: {
+      "k8s.io/kubernetes/cmd/kube-apiserver": "kube-apiserver",
+      "k8s.io/kubernetes/cmd/kube-controller-manager": "kube-controller-manager",
+      "k8s.io/kubernetes/cmd/kubectl": "kubectl",
+    },
+    ldflags: kubeVersionFlags,
+  },
+  { name: "etcd", module: "go.etcd.io/etcd/server/v3", packages: { "go.etcd.io/etcd/server/v3": "etcd" } },
+  { name: "minio", module: "github.com/minio/minio", packages: { "github.com/minio/minio": "minio" } },
+  { name: "helm", module: "helm.sh/helm/v3", packages: { "helm.sh/helm/v3/cmd/helm": "helm" } },
+];
+
+const envtestVariable: Partial<Record<BinaryName, string>> = {
+  etcd: "TEST_ASSET_ETCD",
+  "kube-apiserver": "TEST_ASSET_KUBE_APISERVER",
+  kubectl: "TEST_ASSET_KUBECTL",
+  "kube-controller-manager": "TEST_ASSET_KUBE_CONTROLLER_MANAGER",
+  minio: "TEST_ASSET_MINIO",
+  helm: "TEST_ASSET_HELM",
+};
+
+export function assetsCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.STREAMJOB_ASSETS_DIR) return env.STREAMJOB_ASSETS_DIR;
+  const cacheHome = env.XDG_CACHE_HOME || path.join(homedir(), ".cache");
+  return path.join(cacheHome, "streamjob-operator", "assets");
+}
+
+function goModPath(component: Component): string {
+  return path.join(repoRoot, "hack", "assets", component.name, "go.mod");
+}
+
+/** The pinned version of a component, read from its go.mod (the single source of truth). */
+export function componentVersion(component: Component): string {
+  const goMod = readFileSync(goModPath(component), "utf8");
+  const escaped = component.module.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const match = goMod.match(new RegExp(`^\\s*(?:require\\s+)?${escaped}\\s+(v\\S+)`, "m"));
+  if (!match?.[1]) throw new Error(`${goModPath(component)} does not require ${component.module}`);
+  return match[1];
+}
+
+export function componentDir(component: Component, env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(assetsCacheDir(env), `${component.name}-${componentVersion(component)}`);
+}
+
+function isExecutableFile(file: string): boolean {
+  try {
+    return statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Where a binary comes from: an explicit TEST_ASSET_* path, KUBEBUILDER_ASSETS, or the cache. */
+export function resolveBinary(binary: BinaryName, env: NodeJS.ProcessEnv = process.env): string {
+  const variable = envtestVariable[binary];
+  const explicit = variable ? env[variable] : undefined;
+  if (explicit) {
+    if (!isExecutableFile(explicit)) throw new Error(`${variable}=${explicit} is not a file`);
+    return explicit;
+  }
+  if (env.KUBEBUILDER_ASSETS) {
+    const candidate = path.join(env.KUBEBUILDER_ASSETS, binary);
+    if (isExecutableFile(candidate)) return candidate;
+  }
+  const component = components.find((c) => Object.values(c.packages).includes(binary));
+  if (!component) throw new Error(`unknown binary ${binary}`);
+  return path.join(componentDir(component, env), binary);
+}
+
+export function resolveAllBinaries(env: NodeJS.ProcessEnv = process.env): Record<BinaryName, string> {
+  const names: BinaryName[] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kubectl",
+    "minio",
+    "helm",
+  ];
+  const resolved = Object.fromEntries(names.map((n) => [n, resolveBinary(n, env)])) as Record<
+    BinaryName,
+    string
+  >;
+  const missing = names.filter((n) => !isExecutableFile(resolved[n]));
+  if (missing.length > 0) {
+    throw new Error(`missing test assets: ${missing.join(", ")}. Run \`npm run assets\` to build them.`);
+  }
+  return resolved;
+}
+
+/** Components with at least one binary not yet available from the environment or the cache. */
+export function componentsToBuild(env: NodeJS.ProcessEnv = process.env): Component[] {
+  return components.filter((c) =>
+    Object.values(c.packages).some((binary) => !isExecutableFile(resolveBinary(binary, env))),
+  );
+}
+
+function requireGo(minimum: string): string {
+  const result = spawnSync("go", ["version"], {
+    encoding: "utf8",
+    env: { ...process.env, GOTOOLCHAIN: "local" },
+  });
+  const help =
+    `Building the local cluster's binaries needs Go >= ${minimum} (https://go.dev/dl/) and access to the Go ` +
+    "module proxy. Alternatively point KUBEBUILDER_ASSETS (or TEST_ASSET_ETCD, TEST_ASSET_KUBE_APISERVER, " +
+    "TEST_ASSET_KUBECTL, TEST_ASSET_KUBE_CONTROLLER_MANAGER, TEST_ASSET_MINIO, TEST_ASSET_HELM) at existing binaries.";
+  if (result.error || result.status !== 0) throw new Error(`go was not found on PATH. ${help}`);
+  const version = result.stdout.match(/go(\d+)\.(\d+)/);
+  const [wantMajor, wantMinor] = minimum.split(".").map(Number);
+  if (!version || Number(version[1]) < wantMajor! || Number(version[2]) < wantMinor!) {
+    throw new Error(`${result.stdout.trim()} is too old. ${help}`);
+  }
+  return result.stdout.trim();
+}
+
+function formatElapsed(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+}
+
+function goEnv(): NodeJS.ProcessEnv {
+  // GOTOOLCHAIN=local: never download another toolchain. GOSUMDB=off with -mod=readonly: hashes
+  // come from the committed go.sum; a module missing from it fails the build instead of asking
+  // a checksum database that may be unreachable.
+  return { ...process.env, GOTOOLCHAIN: "local", GOSUMDB: "off", GOFLAGS: "-mod=readonly -buildvcs=false" };
+}
+
+function run(command: string, args: string[], cwd: string, onLine?: (line: string) => void): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd, env: goEnv(), stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderrTail = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    let partial = "";
+    child.stderr.on("data", (chunk: Buffer) => {
+      const text = partial + chunk.toString();
+      const lines = text.split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) {
+        stderrTail = (stderrTail + line + "\n").slice(-4000);
+        onLine?.(line);
+      }
+    });
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`${command} ${args.join(" ")} failed (exit ${code}):\n${stderrTail}${partial}`));
+    });
+  });
+}
+
+async function buildComponent(component: Component, log: (line: string) => void): Promise<void> {
+  const version = componentVersion(component);
+  const finalDir = componentDir(component);
+  const stagingDir = `${finalDir}.partial-${process.pid}`;
+  const moduleDir = path.dirname(goModPath(component));
+  const packages = Object.keys(component.packages);
+  const started = Date.now();
+  const label = `${component.name} ${version}`;
+
+  log(`${label}: downloading modules`);
+  await run("go", ["mod", "download"], moduleDir);
+  const deps = (await run("go", ["list", "-deps", ...packages], moduleDir))
+    .split("\n")
+    .filter(Boolean).length;
+
+  rmSync(stagingDir, { recursive: true, force: true });
+  mkdirSync(stagingDir, { recursive: true });
+  const ldflags = ["-s", "-w", ...(component.ldflags?.(version) ?? [])].join(" ");
+  let compiled = 0;
+  let lastReport = 0;
+  try {
+    // -v names each package as it is compiled (cached ones are not): that is the progress.
+    // One package: name the binary (go would call go.etcd.io/etcd/server/v3 "server"); several: a folder.
+    const binaries = Object.values(component.packages);
+    const output = binaries.length === 1 ? path.join(stagingDir, binaries[0]!) : stagingDir + "/";
+    await run(
+      "go",
+      ["build", "-v", "-trimpath", "-ldflags", ldflags, "-o", output, ...packages],
+      moduleDir,
+      () => {
+        compiled++;
+        if (Date.now() - lastReport > 10_000) {
+          lastReport = Date.now();
+          const pct = Math.min(99, Math.round((compiled / deps) * 100));
+          log(
+            `${label}: compiled ${compiled}/${deps} packages (${pct}%), ${formatElapsed(Date.now() - started)}`,
+          );
+        }
+      },
+    );
+    for (const binary of binaries) {
+      if (!isExecutableFile(path.join(stagingDir, binary))) throw new Error(`go build produced no ${binary}`);
+    }
+    // A complete folder appears atomically; a failed build leaves only the staging folder, removed below.
+    rmSync(finalDir, { recursive: true, force: true });
+    renameSync(stagingDir, finalDir);
+  } finally {
+    rmSync(stagingDir, { recursive: true, force: true });
+  }
+  log(`${label}: built in ${formatElapsed(Date.now() - started)} -> ${finalDir}`);
+}
+
+/** Builds every component whose binaries are missing. A second run is a no-op. */
+export async function ensureAssets(
+  log: (line: string) => void = console.log,
+): Promise<Record<BinaryName, string>> {
+  const todo = componentsToBuild();
+  if (todo.length === 0) {
+    log(`test assets present in ${assetsCacheDir()}`);
+    return resolveAllBinaries();
+  }
+  const goVersion = requireGo("1.26");
+  log(`building ${todo.map((c) => `${c.name} ${componentVersion(c)}`).join(", ")} with ${goVersion}`);
+  log("the first build takes tens of minutes on 2 cores; later runs reuse the cache");
+  mkdirSync(assetsCacheDir(), { recursive: true });
+  for (const component of todo) await buildComponent(component, log);
+  return resolveAllBinaries();
+}
+
+export function assetsExist(): boolean {
+  return componentsToBuild().length === 0 && existsSync(assetsCacheDir());
+}

@@ -1,0 +1,379 @@
+// The local cluster: etcd, kube-apiserver, kube-controller-manager, MinIO and the node agent,
+// started on loopback with free ports. Everything lives under .devcluster/ (git-ignored).
+import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { randomBytes } from "node:crypto";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import https from "node:https";
+import http from "node:http";
+import path from "node:path";
+import { stringify } from "yaml";
+import { ensureAssets, repoRoot, type BinaryName } from "./assets.js";
+import { createPki, type PkiPaths } from "./pki.js";
+import { freePort, isAlive, startDetached, stopProcess, waitFor, type StartedProcess } from "./processes.js";
+
+export const storageSecretName = "streamjob-storage";
+export const nodeName = "devcluster-node";
+
+export interface ClusterState {
+  apiserverUrl: string;
+  etcdUrl: string;
+  minioEndpoint: string;
+  kubeconfig: string;
+  processes: StartedProcess[];
+  startedAt: string;
+  readyAfterMs: number;
+}
+
+export function clusterDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.DEVCLUSTER_DIR ? path.resolve(env.DEVCLUSTER_DIR) : path.join(repoRoot, ".devcluster");
+}
+
+function paths(dir: string) {
+  return {
+    state: path.join(dir, "state.json"),
+    kubeconfig: path.join(dir, "kubeconfig"),
+    bin: path.join(dir, "bin"),
+    logs: path.join(dir, "logs"),
+    pki: path.join(dir, "pki"),
+    etcdData: path.join(dir, "etcd"),
+    minioData: path.join(dir, "minio"),
+    pods: path.join(dir, "pods"),
+    controllerManagerKubeconfig: path.join(dir, "pki", "kube-controller-manager.kubeconfig"),
+  };
+}
+
+export function readState(dir = clusterDir()): ClusterState | undefined {
+  const file = paths(dir).state;
+  if (!existsSync(file)) return undefined;
+  return JSON.parse(readFileSync(file, "utf8")) as ClusterState;
+}
+
+function b64(file: string): string {
+  return readFileSync(file).toString("base64");
+}
+
+function writeKubeconfig(
+  file: string,
+  server: string,
+  caFile: string,
+  certFile: string,
+  keyFile: string,
+): void {
+  const config = {
+    apiVersion: "v1",
+    kind: "Config",
+    clusters: [{ name: "devcluster", cluster: { server, "certificate-authority-data": b64(caFile) } }],
+    users: [
+      { name: "user", user: { "client-certificate-data": b64(certFile), "client-key-data": b64(keyFile) } },
+    ],
+    contexts: [
+      { name: "devcluster", context: { cluster: "devcluster", user: "user", namespace: "default" } },
+    ],
+    "current-context": "devcluster",
+  };
+  writeFileSync(file, stringify(config), { mode: 0o600 });
+}
+
+function httpGetOk(url: string, options: https.RequestOptions = {}): Promise<boolean> {
+  const client = url.startsWith("https:") ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = client.get(url, { ...options, timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
+}
+
+/** True when every recorded process runs and the apiserver answers /readyz. */
+export async function isHealthy(
+  state: ClusterState | undefined,
+  pki: PkiPaths | undefined,
+): Promise<boolean> {
+  if (!state || !pki || !state.processes.every((p) => isAlive(p.pid))) return false;
+  try {
+    return await httpGetOk(`${state.apiserverUrl}/readyz`, { ca: readFileSync(pki.caCert) });
+  } catch {
+    return false;
+  }
+}
+
+function pkiPaths(dir: string): PkiPaths {
+  const f = (name: string) => path.join(paths(dir).pki, name);
+  return {
+    caCert: f("ca.crt"),
+    caKey: f("ca.key"),
+    apiserverCert: f("apiserver.crt"),
+    apiserverKey: f("apiserver.key"),
+    adminCert: f("admin.crt"),
+    adminKey: f("admin.key"),
+    controllerManagerCert: f("kube-controller-manager.crt"),
+    controllerManagerKey: f("kube-controller-manager.key"),
+    serviceAccountKey: f("sa.key"),
+    serviceAccountPublicKey: f("sa.pub"),
+  };
+}
+
+function linkBinaries(binDir: string, binaries: Record<BinaryName, string>): void {
+  rmSync(binDir, { recursive: true, force: true });
+  mkdirSync(binDir, { recursive: true });
+  for (const [name, target] of Object.entries(binaries)) symlinkSync(target, path.join(binDir, name));
+}
+
+export interface UpResult {
+  state: ClusterState;
+  alreadyRunning: boolean;
+}
+
+export async function up(log: (line: string) => void = console.log): Promise<UpResult> {
+  const dir = clusterDir();
+  const p = paths(dir);
+  const existing = readState(dir);
+  if (await isHealthy(existing, pkiPaths(dir))) return { state: existing!, alreadyRunning: true };
+  if (existing) await down(() => undefined);
+
+  const binaries = await ensureAssets(log);
+  const started = Date.now();
+  for (const d of [p.etcdData, p.minioData, p.logs, p.pods, p.pki])
+    rmSync(d, { recursive: true, force: true });
+  for (const d of [dir, p.etcdData, p.minioData, p.logs, p.pods]) mkdirSync(d, { recursive: true });
+  linkBinaries(p.bin, binaries);
+  const pki = await createPki(p.pki);
+
+  const [etcdPort, etcdPeerPort, apiserverPort, minioPort, kcmPort, kubeletPort] = await Promise.all(
+    Array.from({ length: 6 }, () => freePort()),
+  );
+  const etcdUrl = `http://127.0.0.1:${etcdPort}`;
+  const apiserverUrl = `https://127.0.0.1:${apiserverPort}`;
+  const minioEndpoint = `http://127.0.0.1:${minioPort}`;
+  const processes: StartedProcess[] = [];
+  const logFile = (name: string) => path.join(p.logs, `${name}.log`);
+  const state: ClusterState = {
+    apiserverUrl,
+    etcdUrl,
+    minioEndpoint,
+    kubeconfig: p.kubeconfig,
+    processes,
+    startedAt: new Date(started).toISOString(),
+    readyAfterMs: 0,
+  };
+  // Recorded as processes start, so `down` can stop a half-started cluster.
+  const record = (proc: StartedProcess) => {
+    processes.push(proc);
+    writeFileSync(p.state, JSON.stringify(state, null, 2));
+    return proc;
+  };
+
+  try {
+    const etcd = record(
+      startDetached(
+        "etcd",
+        binaries.etcd,
+        [
+          "--name=devcluster",
+          `--data-dir=${p.etcdData}`,
+          `--listen-client-urls=${etcdUrl}`,
+          `--advertise-client-urls=${etcdUrl}`,
+          `--listen-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
+          `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
+          `--initial-cluster=devcluster=http://127.0.0.1:${etcdPeerPort}`,
+          "--unsafe-no-fsync", // a throwaway dev cluster: durability across power loss does not matter
+          "--log-level=warn",
+        ],
+        logFile("etcd"),
+      ),
+    );
+
+    const minioUser = `devcluster-${randomBytes(4).toString("hex")}`;
+    const minioPassword = randomBytes(18).toString("base64url");
+    const minio = record(
+      startDetached(
+        "minio",
+        binaries.minio,
+        ["server", p.minioData, `--address=127.0.0.1:${minioPort}`, "--quiet"],
+        logFile("minio"),
+        {
+          ...process.env,
+          MINIO_ROOT_USER: minioUser,
+          MINIO_ROOT_PASSWORD: minioPassword,
+          MINIO_BROWSER: "off",
+        },
+      ),
+    );
+
+    await waitFor("etcd", () => httpGetOk(`${etcdUrl}/health`), 30_000, etcd.pid);
+    const apiserver = record(
+      startDetached(
+        "kube-apiserver",
+        binaries["kube-apiserver"],
+        [
+          `--etcd-servers=${etcdUrl}`,
+          "--bind-address=127.0.0.1",
+          `--secure-port=${apiserverPort}`,
+          // Without a default route the apiserver cannot pick an address to advertise.
+          "--advertise-address=127.0.0.1",
+          `--tls-cert-file=${pki.apiserverCert}`,
+          `--tls-private-key-file=${pki.apiserverKey}`,
+          `--client-ca-file=${pki.caCert}`,
+          `--cert-dir=${path.join(p.pki, "apiserver")}`,
+          "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+          `--service-account-key-file=${pki.serviceAccountPublicKey}`,
+          `--service-account-signing-key-file=${pki.serviceAccountKey}`,
+          "--service-cluster-ip-range=10.0.0.0/24",
+          "--authorization-mode=RBAC",
+          // Privileged pods are allowed cluster-wide so that refusals come from PodSecurity admission.
+          "--allow-privileged=true",
+          "--enable-admission-plugins=PodSecurity",
+          "--profiling=false",
+          // `kubectl logs` goes through the apiserver to the node agent's kubelet endpoint.
+          `--kubelet-client-certificate=${pki.adminCert}`,
+          `--kubelet-client-key=${pki.adminKey}`,
+          "--kubelet-preferred-address-types=InternalIP",
+        ],
+        logFile("kube-apiserver"),
+      ),
+    );
+    await waitFor(
+      "kube-apiserver /readyz",
+      () => httpGetOk(`${apiserverUrl}/readyz`, { ca: readFileSync(pki.caCert) }),
+      60_000,
+      apiserver.pid,
+    );
+
+    writeKubeconfig(p.kubeconfig, apiserverUrl, pki.caCert, pki.adminCert, pki.adminKey);
+    writeKubeconfig(
+      p.controllerManagerKubeconfig,
+      apiserverUrl,
+      pki.caCert,
+      pki.controllerManagerCert,
+      pki.controllerManagerKey,
+    );
+    record(
+      startDetached(
+        "kube-controller-manager",
+        binaries["kube-controller-manager"],
+        [
+          `--kubeconfig=${p.controllerManagerKubeconfig}`,
+          `--authentication-kubeconfig=${p.controllerManagerKubeconfig}`,
+          `--authorization-kubeconfig=${p.controllerManagerKubeconfig}`,
+          "--bind-address=127.0.0.1",
+          `--secure-port=${kcmPort}`,
+          "--leader-elect=false",
+          // Each controller acts as its own ServiceAccount, as in kubeadm clusters.
+          "--use-service-account-credentials=true",
+          `--service-account-private-key-file=${pki.serviceAccountKey}`,
+          `--root-ca-file=${pki.caCert}`,
+          `--cluster-signing-cert-file=${pki.caCert}`,
+          `--cluster-signing-key-file=${pki.caKey}`,
+          "--profiling=false",
+        ],
+        logFile("kube-controller-manager"),
+      ),
+    );
+
+    const agentEntry = path.join(repoRoot, "dist", "devcluster", "node-agent", "main.js");
+    if (!existsSync(agentEntry)) throw new Error(`${agentEntry} is missing: run \`npm run build\` first`);
+    record(
+      startDetached("node-agent", process.execPath, [agentEntry], logFile("node-agent"), {
+        ...process.env,
+        KUBECONFIG: p.kubeconfig,
+        DEVCLUSTER_DIR: dir,
+        DEVCLUSTER_NODE_NAME: nodeName,
+        DEVCLUSTER_CA_FILE: pki.caCert,
+        DEVCLUSTER_KUBELET_PORT: String(kubeletPort),
+        // The apiserver's certificate also names 127.0.0.1, where the node agent listens.
+        DEVCLUSTER_KUBELET_CERT: pki.apiserverCert,
+        DEVCLUSTER_KUBELET_KEY: pki.apiserverKey,
+      }),
+    );
+
+    await waitFor(
+      "MinIO /minio/health/ready",
+      () => httpGetOk(`${minioEndpoint}/minio/health/ready`),
+      60_000,
+      minio.pid,
+    );
+    const kc = new KubeConfig();
+    kc.loadFromFile(p.kubeconfig);
+    const core = kc.makeApiClient(CoreV1Api);
+    await waitFor(
+      "namespace default",
+      async () => (await core.readNamespace({ name: "default" })).metadata?.name === "default",
+      60_000,
+    );
+    // Pods cannot be created before the ServiceAccount controller made the namespace's default account.
+    await waitFor(
+      "ServiceAccount default/default",
+      async () => !!(await core.readNamespacedServiceAccount({ name: "default", namespace: "default" })),
+      60_000,
+    );
+    await waitFor(
+      `node ${nodeName} Ready`,
+      async () => {
+        const node = await core.readNode({ name: nodeName });
+        return node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+      },
+      60_000,
+    );
+    await core.createNamespacedSecret({
+      namespace: "default",
+      body: {
+        metadata: {
+          name: storageSecretName,
+          labels: { "app.kubernetes.io/part-of": "streamjob-devcluster" },
+        },
+        type: "Opaque",
+        stringData: { endpoint: minioEndpoint, accessKey: minioUser, secretKey: minioPassword },
+      },
+    });
+    const exited = processes.filter((proc) => !isAlive(proc.pid));
+    if (exited.length > 0) throw new Error(`${exited.map((x) => x.name).join(", ")} exited during start-up`);
+    state.readyAfterMs = Date.now() - started;
+    writeFileSync(p.state, JSON.stringify(state, null, 2));
+    return { state, alreadyRunning: false };
+  } catch (err) {
+    log(`cluster failed to start: ${(err as Error).message}`);
+    log(`logs are in ${p.logs}`);
+    await down(() => undefined);
+    throw err;
+  }
+}
+
+/** Stops every process the cluster started (the node agent first, so it stops its pods). */
+export async function down(log: (line: string) => void = console.log): Promise<void> {
+  const dir = clusterDir();
+  const state = readState(dir);
+  if (!state) {
+    log("no local cluster is recorded in " + dir);
+    return;
+  }
+  const order = ["node-agent", "kube-controller-manager", "kube-apiserver", "minio", "etcd"];
+  const sorted = [...state.processes].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+  for (const proc of sorted) {
+    await stopProcess(proc.pid, proc.name === "node-agent" ? 40_000 : 10_000);
+    log(`stopped ${proc.name} (pid ${proc.pid})`);
+  }
+  await stopLeftoverPods(paths(dir).pods);
+  rmSync(paths(dir).state, { force: true });
+}
+
+/** Pod processes are the node agent's children; should it have died, their pid files remain. */
+async function stopLeftoverPods(podsDir: string): Promise<void> {
+  if (!existsSync(podsDir)) return;
+  for (const pod of readdirSync(podsDir)) {
+    const podDir = path.join(podsDir, pod);
+    for (const file of readdirSync(podDir).filter((f) => f.endsWith(".pid"))) {
+      const pid = Number(readFileSync(path.join(podDir, file), "utf8"));
+      if (Number.isInteger(pid) && pid > 0) await stopProcess(pid, 2_000);
+    }
+  }
+}
