@@ -3,12 +3,10 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-
-// jest loads global setup/teardown outside its module mapping, so no project imports here.
+// Plain JavaScript: jest loads global setup/teardown without its TypeScript transform and module mapping.
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const testClusterDir = path.join(repoRoot, ".devcluster", "test");
-
-export default async function globalSetup(): Promise<void> {
+export default async function globalSetup() {
   const result = spawnSync(process.execPath, ["dist/devcluster/cli.js", "up"], {
     cwd: repoRoot,
     env: { ...process.env, DEVCLUSTER_DIR: testClusterDir },

@@ -3,12 +3,10 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-
-// jest loads global setup/teardown outside its module mapping, so no project imports here.
+// Plain JavaScript: jest loads global setup/teardown without its TypeScript transform and module mapping.
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const testClusterDir = path.join(repoRoot, ".devcluster", "test");
-
-function alive(pid: number): boolean {
+function alive(pid) {
   try {
     process.kill(pid, 0);
     return true;
@@ -16,12 +14,9 @@ function alive(pid: number): boolean {
     return false;
   }
 }
-
-export default async function globalTeardown(): Promise<void> {
+export default async function globalTeardown() {
   if (process.env.KEEP_CLUSTER === "1") return;
-  const state = JSON.parse(readFileSync(path.join(testClusterDir, "state.json"), "utf8")) as {
-    processes: { name: string; pid: number }[];
-  };
+  const state = JSON.parse(readFileSync(path.join(testClusterDir, "state.json"), "utf8"));
   const result = spawnSync(process.execPath, ["dist/devcluster/cli.js", "down"], {
     cwd: repoRoot,
     env: { ...process.env, DEVCLUSTER_DIR: testClusterDir },
