@@ -1,0 +1,339 @@
+// The coordinator ⇄ TaskManager protocol, version v1: one zod schema per message, used by both
+// sides, plus the checkpoint manifest and the TaskManager start-up configuration.
+// docs/protocol.md is the prose version of this file; keep them in step.
+//
+// Objects are parsed with zod's default "strip" mode: unknown fields are ignored, so v1 can gain
+// optional fields without breaking older peers. Anything incompatible goes to /v2.
+
+import { z } from "zod";
+import {
+  isWithinRange,
+  keyGroupRangeForTask,
+  MAX_PARALLELISM_UPPER_BOUND,
+  rangesOverlap,
+  type KeyGroupRange,
+} from "./key-groups.js";
+
+export const PROTOCOL_VERSION = "v1";
+
+/** Longest a TaskManager holds GET /v1/checkpoints/{id} open before answering "in_progress". */
+export const MAX_RESULT_WAIT_MS = 30_000;
+
+// ── building blocks ────────────────────────────────────────────────────────────────────────────
+
+const CheckpointId = z.int().positive();
+/** The job's current attempt: incremented by the operator on every (re)deploy of the TaskManagers. */
+const Epoch = z.int().nonnegative();
+const TaskIndex = z.int().nonnegative();
+/** Milliseconds since the Unix epoch (UTC). */
+const EpochMillis = z.int().nonnegative();
+const CheckpointKind = z.enum(["checkpoint", "savepoint"]);
+
+// Kubernetes names (DNS-1123 subdomain); they become object key segments, so no "/" or spaces.
+const kubernetesName = z
+  .string()
+  .max(253)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, "expected a Kubernetes name");
+
+export const JobRef = z.object({ namespace: kubernetesName, name: kubernetesName });
+export type JobRef = z.infer<typeof JobRef>;
+
+const KeyGroupRangeSchema = z
+  .object({ start: z.int().nonnegative(), end: z.int().nonnegative() })
+  .refine((range) => range.start <= range.end, { message: "must not be below start", path: ["end"] });
+
+const Bucket = z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "expected an S3 bucket name");
+// S3 limits keys to 1024 bytes; a leading "/" would create an empty first path segment.
+const ObjectKey = z
+  .string()
+  .min(1)
+  .max(1024)
+  .refine((key) => !key.startsWith("/"), "must not start with /");
+const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex digits (sha256)");
+const DurationMs = z.number().nonnegative();
+const Reason = z.string().min(1).max(4096);
+
+/** Source partition id → next offset to read after restoring this checkpoint. */
+const SourceOffsets = z.record(z.string().min(1), z.int().nonnegative());
+
+// ── coordinator → TaskManager ──────────────────────────────────────────────────────────────────
+
+/** POST /v1/checkpoints/trigger */
+export const TriggerCheckpointRequest = z.object({
+  checkpointId: CheckpointId,
+  epoch: Epoch,
+  taskIndex: TaskIndex,
+  kind: CheckpointKind,
+  job: JobRef,
+  storage: z.object({
+    bucket: Bucket,
+    /** Every part this task writes for this checkpoint must have a key starting with this prefix. */
+    keyPrefix: ObjectKey.refine((prefix) => prefix.endsWith("/"), "must end with /"),
+  }),
+  /** After this instant the coordinator treats the checkpoint as expired; the task may give up. */
+  deadline: EpochMillis,
+});
+export type TriggerCheckpointRequest = z.infer<typeof TriggerCheckpointRequest>;
+
+/** 202 response to a trigger: the task has taken (or is taking) its snapshot. */
+export const TriggerCheckpointAccepted = z.object({
+  checkpointId: CheckpointId,
+  epoch: Epoch,
+  taskIndex: TaskIndex,
+});
+export type TriggerCheckpointAccepted = z.infer<typeof TriggerCheckpointAccepted>;
+
+/** Path parameters of /v1/checkpoints/{id}/…; `id` must equal the body's checkpointId where there is one. */
+export const CheckpointPathParams = z.object({
+  id: z
+    .string()
+    .regex(/^[1-9][0-9]{0,15}$/, "expected a checkpoint id")
+    .transform(Number)
+    .pipe(CheckpointId),
+});
+export type CheckpointPathParams = z.infer<typeof CheckpointPathParams>;
+
+/** Query of GET /v1/checkpoints/{id}: the caller's epoch and how long to hold an unfinished answer. */
+export const CheckpointResultQuery = z.object({
+  epoch: z
+    .string()
+    .regex(/^[0-9]{1,15}$/, "expected an epoch")
+    .transform(Number),
+  waitMs: z
+    .string()
+    .regex(/^[0-9]{1,5}$/, "expected milliseconds")
+    .transform(Number)
+    .pipe(z.int().max(MAX_RESULT_WAIT_MS))
+    .default(0),
+});
+export type CheckpointResultQuery = z.infer<typeof CheckpointResultQuery>;
+
+/** POST /v1/checkpoints/{id}/complete: the manifest is committed; two-phase-commit sinks commit. */
+export const NotifyCompleteRequest = z.object({
+  checkpointId: CheckpointId,
+  epoch: Epoch,
+  manifestKey: ObjectKey,
+});
+export type NotifyCompleteRequest = z.infer<typeof NotifyCompleteRequest>;
+
+/** POST /v1/checkpoints/{id}/abort: the checkpoint will never complete; stop uploading. */
+export const AbortCheckpointRequest = z.object({
+  checkpointId: CheckpointId,
+  epoch: Epoch,
+  reason: Reason,
+});
+export type AbortCheckpointRequest = z.infer<typeof AbortCheckpointRequest>;
+
+// ── TaskManager → coordinator (bodies of GET /v1/checkpoints/{id}) ─────────────────────────────
+
+/** One object a task wrote for a checkpoint: the state of the key groups in `keyGroupRange`. */
+export const CheckpointPart = z.object({
+  key: ObjectKey,
+  sizeBytes: z.int().nonnegative(),
+  sha256: Sha256Hex,
+  keyGroupRange: KeyGroupRangeSchema,
+});
+export type CheckpointPart = z.infer<typeof CheckpointPart>;
+
+export const CheckpointAck = z.object({
+  checkpointId: CheckpointId,
+  epoch: Epoch,
+  taskIndex: TaskIndex,
+  parts: z.array(CheckpointPart),
+  sourceOffsets: SourceOffsets,
+  /** Time processing was stopped to take the consistent cut. */
+  syncDurationMs: DurationMs,
+  /** Time spent uploading after processing resumed. */
+  asyncDurationMs: DurationMs,
+});
+export type CheckpointAck = z.infer<typeof CheckpointAck>;
+
+export const CheckpointDecline = z.object({
+  checkpointId: CheckpointId,
+  epoch: Epoch,
+  taskIndex: TaskIndex,
+  reason: Reason,
+});
+export type CheckpointDecline = z.infer<typeof CheckpointDecline>;
+
+/** A task's answer for one checkpoint: still working, acknowledged, or declined. */
+export const CheckpointResult = z.discriminatedUnion("state", [
+  z.object({
+    state: z.literal("in_progress"),
+    checkpointId: CheckpointId,
+    epoch: Epoch,
+    taskIndex: TaskIndex,
+  }),
+  z.object({ state: z.literal("acknowledged"), ack: CheckpointAck }),
+  z.object({ state: z.literal("declined"), decline: CheckpointDecline }),
+]);
+export type CheckpointResult = z.infer<typeof CheckpointResult>;
+
+/** GET /v1/status */
+export const TaskManagerStatus = z.object({
+  protocolVersion: z.literal(PROTOCOL_VERSION),
+  job: JobRef,
+  epoch: Epoch,
+  taskIndex: TaskIndex,
+  /** Restore finished and the processing loop runs: the task can take checkpoints. */
+  ready: z.boolean(),
+  lastCompletedCheckpointId: CheckpointId.nullable(),
+  restoredFromCheckpointId: CheckpointId.nullable(),
+  recordsProcessed: z.int().nonnegative(),
+});
+export type TaskManagerStatus = z.infer<typeof TaskManagerStatus>;
+
+/** Body of every 4xx/5xx response. */
+export const ErrorResponse = z.object({ error: z.string() });
+export type ErrorResponse = z.infer<typeof ErrorResponse>;
+
+// ── start-up configuration and manifest ────────────────────────────────────────────────────────
+
+const MaxParallelism = z.int().min(1).max(MAX_PARALLELISM_UPPER_BOUND);
+
+/** What a TaskManager process is told at start (JSON in STREAMJOB_TASKMANAGER_CONFIG). */
+export const TaskManagerConfig = z
+  .object({
+    protocolVersion: z.literal(PROTOCOL_VERSION),
+    job: JobRef,
+    /** Which job code to run ("sequence", "wordcount", or a module) and its arguments. */
+    program: z.object({ name: z.string().min(1), args: z.array(z.string()).default([]) }),
+    epoch: Epoch,
+    parallelism: z.int().positive(),
+    maxParallelism: MaxParallelism,
+    taskIndex: TaskIndex,
+    /** Must equal keyGroupRangeForTask(maxParallelism, parallelism, taskIndex); stated so it is visible. */
+    keyGroupRange: KeyGroupRangeSchema,
+    port: z.int().min(1).max(65535).default(8080),
+    storage: z.object({
+      endpoint: z.url({ protocol: /^https?$/ }),
+      region: z.string().min(1).default("us-east-1"),
+    }),
+    /** Absent on a fresh start; otherwise the completed checkpoint or savepoint to restore from. */
+    restoreFrom: z.object({ checkpointId: CheckpointId, bucket: Bucket, manifestKey: ObjectKey }).optional(),
+  })
+  .superRefine((config, ctx) => {
+    if (config.parallelism > config.maxParallelism) {
+      ctx.addIssue({ code: "custom", path: ["parallelism"], message: "must not exceed maxParallelism" });
+      return;
+    }
+    if (config.taskIndex >= config.parallelism) {
+      ctx.addIssue({ code: "custom", path: ["taskIndex"], message: "must be below parallelism" });
+      return;
+    }
+    const owned = keyGroupRangeForTask(config.maxParallelism, config.parallelism, config.taskIndex);
+    if (owned.start !== config.keyGroupRange.start || owned.end !== config.keyGroupRange.end) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["keyGroupRange"],
+        message: `expected {start: ${owned.start}, end: ${owned.end}} for task ${config.taskIndex} of ${config.parallelism}`,
+      });
+    }
+  });
+export type TaskManagerConfig = z.infer<typeof TaskManagerConfig>;
+
+export const MANIFEST_VERSION = 1;
+
+/** `_metadata`: written once, in one PUT, after every task acknowledged. Its existence is the commit. */
+export const CheckpointManifest = z
+  .object({
+    manifestVersion: z.literal(MANIFEST_VERSION),
+    checkpointId: CheckpointId,
+    kind: CheckpointKind,
+    job: JobRef,
+    epoch: Epoch,
+    parallelism: z.int().positive(),
+    maxParallelism: MaxParallelism,
+    triggeredAt: EpochMillis,
+    /** When the last task acknowledged (the manifest is written right after). */
+    completedAt: EpochMillis,
+    tasks: z.array(
+      z.object({
+        taskIndex: TaskIndex,
+        keyGroupRange: KeyGroupRangeSchema,
+        syncDurationMs: DurationMs,
+        asyncDurationMs: DurationMs,
+      }),
+    ),
+    parts: z.array(CheckpointPart.extend({ taskIndex: TaskIndex })),
+    /** Union of every task's offsets: each source partition is read by exactly one task. */
+    sourceOffsets: SourceOffsets,
+  })
+  .superRefine((manifest, ctx) => {
+    if (manifest.parallelism > manifest.maxParallelism) {
+      ctx.addIssue({ code: "custom", path: ["parallelism"], message: "must not exceed maxParallelism" });
+      return;
+    }
+    if (manifest.completedAt < manifest.triggeredAt) {
+      ctx.addIssue({ code: "custom", path: ["completedAt"], message: "must not be before triggeredAt" });
+    }
+    const taskRanges = new Map<number, KeyGroupRange>();
+    manifest.tasks.forEach((task, i) => {
+      if (task.taskIndex >= manifest.parallelism || taskRanges.has(task.taskIndex)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["tasks", i, "taskIndex"],
+          message: "must be a distinct task index below parallelism",
+        });
+        return;
+      }
+      const owned = keyGroupRangeForTask(manifest.maxParallelism, manifest.parallelism, task.taskIndex);
+      if (owned.start !== task.keyGroupRange.start || owned.end !== task.keyGroupRange.end) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["tasks", i, "keyGroupRange"],
+          message: `expected {start: ${owned.start}, end: ${owned.end}}`,
+        });
+      }
+      taskRanges.set(task.taskIndex, owned);
+    });
+    if (taskRanges.size !== manifest.parallelism) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["tasks"],
+        message: `expected one entry per task (${manifest.parallelism})`,
+      });
+    }
+    manifest.parts.forEach((part, i) => {
+      const owned = taskRanges.get(part.taskIndex);
+      if (owned === undefined || !isWithinRange(part.keyGroupRange, owned)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["parts", i, "keyGroupRange"],
+          message: `not within the key groups of task ${part.taskIndex}`,
+        });
+      }
+      const overlapping = manifest.parts.findIndex(
+        (other, j) => j < i && rangesOverlap(other.keyGroupRange, part.keyGroupRange),
+      );
+      if (overlapping !== -1) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["parts", i, "keyGroupRange"],
+          message: `overlaps parts[${overlapping}]: each key group is stored in at most one part`,
+        });
+      }
+    });
+  });
+export type CheckpointManifest = z.infer<typeof CheckpointManifest>;
+
+// ── errors ─────────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * One line naming each offending field, for 400 responses and start-up errors, e.g.
+ * `checkpointId: expected number, received string; parts[0].sha256: expected 64 lowercase hex digits (sha256)`.
+ */
+export function formatZodError(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => `${formatPath(issue.path)}: ${issue.message.replace(/^Invalid input: /, "")}`)
+    .join("; ");
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  if (path.length === 0) return "(body)";
+  return path
+    .map((segment, i) =>
+      typeof segment === "number" ? `[${segment}]` : `${i === 0 ? "" : "."}${String(segment)}`,
+    )
+    .join("");
+}

@@ -1,0 +1,65 @@
+// The side effects the checkpoint coordinator depends on. The pure parts of this folder take plain
+// values; the coordinator loop gets these injected from the composition root, so tests can drive it
+// with fakes and integration tests with real TaskManagers and a real MinIO.
+
+import type { CheckpointKind } from "../api/object-layout.js";
+import type {
+  AbortCheckpointRequest,
+  CheckpointManifest,
+  CheckpointResult,
+  JobRef,
+  NotifyCompleteRequest,
+  TaskManagerStatus,
+  TriggerCheckpointRequest,
+} from "../api/protocol.js";
+
+export interface Clock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number;
+}
+
+/**
+ * HTTP client for one TaskManager (one task index) of the current epoch. Every method rejects when
+ * the call did not get its success status (202 for trigger, 200 otherwise, 204 for complete/abort),
+ * with an error naming the HTTP status and the TaskManager's `error` text, or the network failure.
+ */
+export interface TaskManagerClient {
+  readonly taskIndex: number;
+  /** POST /v1/checkpoints/trigger; resolves once the task accepted (202). */
+  trigger(request: TriggerCheckpointRequest): Promise<void>;
+  /**
+   * GET /v1/checkpoints/{id}?epoch=…&waitMs=…: the task's answer, held back by the TaskManager for up
+   * to `waitMs` while the checkpoint is still in progress (long poll).
+   */
+  result(checkpointId: number, epoch: number, waitMs: number): Promise<CheckpointResult>;
+  /** POST /v1/checkpoints/{id}/complete */
+  notifyComplete(request: NotifyCompleteRequest): Promise<void>;
+  /** POST /v1/checkpoints/{id}/abort */
+  abort(request: AbortCheckpointRequest): Promise<void>;
+  /** GET /v1/status */
+  status(): Promise<TaskManagerStatus>;
+}
+
+/** One checkpoint or savepoint directory found in storage, whether or not it has a manifest. */
+export interface StoredCheckpoint {
+  checkpointId: number;
+  kind: CheckpointKind;
+  /** Key prefix of the directory, ending in "/". */
+  directory: string;
+  /** Every object key under `directory`, the manifest included when present. */
+  objectKeys: string[];
+}
+
+/** Checkpoint objects in one bucket under one base prefix (see src/api/object-layout.ts). */
+export interface SnapshotStore {
+  /** Writes `_metadata` in one PUT (the commit point) and resolves with its key. */
+  putManifest(manifest: CheckpointManifest): Promise<string>;
+  /** The parsed manifest, or null when no object exists at `key`; rejects when it does not parse. */
+  getManifest(key: string): Promise<CheckpointManifest | null>;
+  /** Every checkpoint and savepoint directory of the job, in any order. */
+  listCheckpoints(job: JobRef): Promise<StoredCheckpoint[]>;
+  /** Deletes the keys in the given order; a key that is already gone is not an error. */
+  deleteObjects(keys: readonly string[]): Promise<void>;
+  /** Size of the object at `key`, or null when it does not exist. */
+  statObject(key: string): Promise<{ sizeBytes: number } | null>;
+}
