@@ -10,7 +10,8 @@ function printUsage(state: { kubeconfig: string }): void {
   console.log(`  export KUBECONFIG=${state.kubeconfig}`);
   console.log(`  export PATH=${bin}:$PATH   # kubectl and helm matching the cluster`);
   console.log("  kubectl get nodes,pods -A");
-  console.log("Stop it with: npm run cluster:down");
+  const custom = process.env.DEVCLUSTER_DIR ? `DEVCLUSTER_DIR=${process.env.DEVCLUSTER_DIR} ` : "";
+  console.log(`Stop it with: ${custom}npm run cluster:down`);
 }
 
 async function main(command: string | undefined): Promise<void> {
