@@ -42,3 +42,20 @@ export function manifestKey(location: CheckpointLocation): string {
 export function taskPartsPrefix(location: CheckpointLocation, taskIndex: number): string {
   return `${checkpointDirectory(location)}task-${taskIndex}/`;
 }
+
+/**
+ * The kind and id of a checkpoint directory name (`chk-7`, `savepoint-12`, no slashes), or null
+ * for any other name. Leading zeros are refused: `checkpointDirectory` never writes them, so such a
+ * directory is not one of ours.
+ */
+export function parseCheckpointDirectoryName(
+  name: string,
+): { kind: CheckpointKind; checkpointId: number } | null {
+  for (const kind of ["checkpoint", "savepoint"] as const) {
+    const digits = name.startsWith(DIRECTORY_PREFIX[kind]) ? name.slice(DIRECTORY_PREFIX[kind].length) : "";
+    if (/^[1-9][0-9]{0,15}$/.test(digits) && Number.isSafeInteger(Number(digits))) {
+      return { kind, checkpointId: Number(digits) };
+    }
+  }
+  return null;
+}

@@ -1,0 +1,315 @@
+// The real ObjectStore: MinIO or any S3-compatible service through the `minio` client. Part bodies
+// stream through a hash into a multipart upload, so at most a few parts of a stream are ever in
+// memory; credentials come from the `streamjob-storage` Secret and never appear in an error message.
+import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
+import * as Minio from "minio";
+import { z } from "zod";
+import { ObjectNotFoundError, type ObjectStore, type StoredObject } from "./object-store.js";
+
+/** The Secret (in the operator's namespace) holding `endpoint`, `accessKey`, `secretKey`, `region`. */
+export const STORAGE_SECRET_NAME = "streamjob-storage";
+
+/** S3's lower bound for every part of a multipart upload but the last. */
+export const MIN_PART_SIZE_BYTES = 5 * 1024 * 1024;
+
+const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
+
+/** DeleteObjects takes at most this many keys per request. */
+const DELETE_BATCH_SIZE = 1000;
+
+const requiredString = (key: string) =>
+  z.string({ error: (issue) => (issue.input === undefined ? `missing key "${key}"` : undefined) }).min(1, {
+    error: `key "${key}" is empty`,
+  });
+
+const StorageSecretData = z.object({
+  endpoint: requiredString("endpoint").pipe(
+    z
+      .url({ protocol: /^https?$/, error: `key "endpoint" must be an http:// or https:// URL` })
+      .refine((value) => {
+        if (!URL.canParse(value)) return true; // reported by the check above
+        const url = new URL(value);
+        // Credentials belong in accessKey/secretKey; a path or query would be silently ignored.
+        return url.username === "" && url.password === "" && url.pathname === "/" && url.search === "";
+      }, `key "endpoint" must be scheme://host[:port] only, like http://127.0.0.1:9000`),
+  ),
+  accessKey: requiredString("accessKey"),
+  secretKey: requiredString("secretKey"),
+  region: z.string().min(1, { error: `key "region" is empty` }).default("us-east-1"),
+});
+
+/** Where the checkpoint storage is and how to sign in; built by `storageConfigFromSecret`. */
+export type StorageConfig = z.infer<typeof StorageSecretData>;
+
+/**
+ * Parses the data of the `streamjob-storage` Secret (values already base64-decoded), rejecting with
+ * an error that names each missing or bad key and never repeats a value.
+ */
+export function storageConfigFromSecret(data: Record<string, string>): StorageConfig {
+  const parsed = StorageSecretData.safeParse(data);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) =>
+      issue.message.startsWith("missing key") || issue.message.startsWith("key ")
+        ? issue.message
+        : `key "${String(issue.path[0])}": ${issue.message}`,
+    );
+    throw new Error(`Secret ${STORAGE_SECRET_NAME} is invalid: ${problems.join("; ")}`);
+  }
+  return parsed.data;
+}
+
+export interface MinioObjectStoreOptions extends StorageConfig {
+  bucket: string;
+  /**
+   * Size of each part of a multipart upload, at least 5 MiB (default 8 MiB). A stream up to this
+   * size goes in one plain PUT; a longer one holds at most about three parts in memory at a time.
+   */
+  partSizeBytes?: number;
+}
+
+/** The storage refused the credentials (or their policy denies the call): not worth retrying. */
+export class StorageAccessDeniedError extends Error {}
+
+export class MinioObjectStore implements ObjectStore {
+  readonly bucket: string;
+  /** The endpoint URL, for messages (it holds no credentials). */
+  readonly endpoint: string;
+  readonly region: string;
+  readonly partSizeBytes: number;
+  /** The underlying client, for administration such as creating the bucket (see `ensureBucket`). */
+  readonly client: Minio.Client;
+
+  constructor(options: MinioObjectStoreOptions) {
+    const url = new URL(options.endpoint);
+    this.bucket = options.bucket;
+    this.endpoint = url.origin;
+    this.region = options.region;
+    this.partSizeBytes = options.partSizeBytes ?? DEFAULT_PART_SIZE_BYTES;
+    if (!Number.isInteger(this.partSizeBytes) || this.partSizeBytes < MIN_PART_SIZE_BYTES) {
+      throw new RangeError(`partSizeBytes must be an integer of at least ${MIN_PART_SIZE_BYTES}`);
+    }
+    const useSSL = url.protocol === "https:";
+    this.client = new Minio.Client({
+      endPoint: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+      port: url.port === "" ? (useSSL ? 443 : 80) : Number(url.port),
+      useSSL,
+      accessKey: options.accessKey,
+      secretKey: options.secretKey,
+      // A known region spares a GetBucketLocation round trip before the first call on the bucket.
+      region: options.region,
+      // Setting it also makes a stream of unknown length upload in parts of this size instead of
+      // parts sized for the 5 TiB maximum object, which would buffer the whole stream.
+      partSize: this.partSizeBytes,
+    });
+  }
+
+  async put(key: string, body: Buffer | Readable): Promise<StoredObject> {
+    if (!Buffer.isBuffer(body)) return this.call("write", key, () => this.putStream(key, body));
+    await this.call("write", key, () => this.client.putObject(this.bucket, key, body, body.length));
+    return { sizeBytes: body.length, sha256: createHash("sha256").update(body).digest("hex") };
+  }
+
+  async get(key: string): Promise<Buffer> {
+    return this.call("read", key, async () => {
+      const chunks: Buffer[] = [];
+      const stream = await this.client.getObject(this.bucket, key);
+      for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
+      return Buffer.concat(chunks);
+    });
+  }
+
+  async getStream(key: string): Promise<Readable> {
+    return this.call("read", key, () => this.client.getObject(this.bucket, key));
+  }
+
+  async stat(key: string): Promise<{ sizeBytes: number } | null> {
+    try {
+      const stat = await this.call("stat", key, () => this.client.statObject(this.bucket, key));
+      return { sizeBytes: stat.size };
+    } catch (err) {
+      if (err instanceof ObjectNotFoundError) return null;
+      throw err;
+    }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    return this.call("list", `${prefix}*`, async () => {
+      const keys: string[] = [];
+      const items = this.client.listObjectsV2(this.bucket, prefix, true) as AsyncIterable<Minio.BucketItem>;
+      for await (const item of items) {
+        // Only directory-style entries (with a delimiter) come without a name.
+        if (item.name !== undefined) keys.push(item.name);
+      }
+      return keys.sort();
+    });
+  }
+
+  async delete(keys: readonly string[]): Promise<void> {
+    for (let start = 0; start < keys.length; start += DELETE_BATCH_SIZE) {
+      const batch = keys.slice(start, start + DELETE_BATCH_SIZE);
+      const label = batch.length === 1 ? (batch[0] ?? "") : `${batch[0] ?? ""} and ${batch.length - 1} more`;
+      // One request per batch, batches one after another: the caller's order holds between batches.
+      const failures = await this.call("delete", label, () => this.client.removeObjects(this.bucket, batch));
+      const problems = failures.map(describeDeleteFailure).filter((problem) => problem !== null);
+      if (problems.length > 0) {
+        throw new Error(`delete ${this.location(label)} at ${this.endpoint} failed: ${problems.join("; ")}`);
+      }
+    }
+  }
+
+  async copy(fromKey: string, toKey: string): Promise<void> {
+    await this.call("copy", fromKey, () =>
+      this.client.copyObject(
+        new Minio.CopySourceOptions({ Bucket: this.bucket, Object: fromKey }),
+        new Minio.CopyDestinationOptions({ Bucket: this.bucket, Object: toKey }),
+      ),
+    );
+  }
+
+  private async putStream(key: string, source: Readable): Promise<StoredObject> {
+    const digest = { hash: createHash("sha256"), sizeBytes: 0 };
+    const chunks = hashedChunks(source, digest);
+    // Read up to one part first: a stream that fits goes in one PUT, as a multipart upload costs three
+    // more round trips (find a resumable upload, initiate, complete).
+    const head: Buffer[] = [];
+    let headBytes = 0;
+    while (headBytes <= this.partSizeBytes) {
+      const next = await chunks.next();
+      if (next.done === true) {
+        await this.client.putObject(this.bucket, key, Buffer.concat(head, headBytes), headBytes);
+        return { sizeBytes: digest.sizeBytes, sha256: digest.hash.digest("hex") };
+      }
+      head.push(next.value);
+      headBytes += next.value.length;
+    }
+    await this.uploadInParts(key, Readable.from(replay(head, chunks), { objectMode: false }));
+    return { sizeBytes: digest.sizeBytes, sha256: digest.hash.digest("hex") };
+  }
+
+  /**
+   * Multipart upload of `body`. The client does not watch `body` for errors (it pipes it into its
+   * part splitter and waits for that to end), so a failing source is raced here; its unfinished
+   * upload is then aborted so that it neither lingers nor gets resumed by the next PUT of the key.
+   */
+  private async uploadInParts(key: string, body: Readable): Promise<void> {
+    const sourceFailed = new Promise<never>((_, reject) => body.on("error", reject));
+    try {
+      await Promise.race([this.client.putObject(this.bucket, key, body), sourceFailed]);
+    } catch (err) {
+      body.destroy();
+      // Best effort: the upload already failed and that is what the caller must hear about.
+      await this.client.removeIncompleteUpload(this.bucket, key).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Runs one client call, turning its errors into ObjectNotFoundError or an error with context. */
+  private async call<T>(action: string, key: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      const code = errorCode(err);
+      // HEAD responses have no body, so a missing object is a bare 404 there.
+      if (code === "NoSuchKey" || (code === "NotFound" && action === "stat"))
+        throw new ObjectNotFoundError(key);
+      throw storageError(this.endpoint, `${action} ${this.location(key)}`, err);
+    }
+  }
+
+  private location(key: string): string {
+    return `s3://${this.bucket}/${key}`;
+  }
+}
+
+/** Creates the store's bucket unless it exists (the devcluster and a fresh S3 account start without). */
+export async function ensureBucket(store: MinioObjectStore): Promise<void> {
+  try {
+    if (await store.client.bucketExists(store.bucket)) return;
+    await store.client.makeBucket(store.bucket, store.region);
+  } catch (err) {
+    // Another process may have created it between the two calls.
+    if (errorCode(err) === "BucketAlreadyOwnedByYou") return;
+    throw storageError(store.endpoint, `create bucket ${store.bucket}`, err);
+  }
+}
+
+/** An error saying what failed where, a StorageAccessDeniedError when the credentials are at fault. */
+function storageError(endpoint: string, what: string, err: unknown): Error {
+  const code = errorCode(err);
+  const reason = errorMessage(err);
+  if (code !== undefined && CREDENTIAL_ERRORS.has(code)) {
+    return new StorageAccessDeniedError(
+      `${endpoint} refused to ${what}: ${code}: ${reason} ` +
+        `(check accessKey and secretKey in Secret ${STORAGE_SECRET_NAME}, and their policy)`,
+      { cause: err },
+    );
+  }
+  const codePrefix = code === undefined ? "" : `${code}: `;
+  return new Error(`${what} at ${endpoint} failed: ${codePrefix}${reason}`, { cause: err });
+}
+
+// AccessDenied is what a HEAD request gets for bad credentials: it has no body to say more.
+const CREDENTIAL_ERRORS = new Set([
+  "AccessDenied",
+  "InvalidAccessKeyId",
+  "SignatureDoesNotMatch",
+  "InvalidToken",
+  "ExpiredToken",
+]);
+
+// Duck-typed rather than `instanceof Error`: Node's network errors may come from another realm
+// (a VM context, as under jest), where instanceof fails.
+/** The S3 error code of a client error, or the Node system code (ECONNREFUSED, …). */
+function errorCode(err: unknown): string | undefined {
+  const code = typeof err === "object" && err !== null && "code" in err ? err.code : undefined;
+  return typeof code === "string" && code !== "" ? code : undefined;
+}
+
+function errorMessage(err: unknown): string {
+  const message = typeof err === "object" && err !== null && "message" in err ? err.message : undefined;
+  return typeof message === "string" ? message : String(err);
+}
+
+/** One entry of a DeleteObjects error list, or null for a key that was already gone. */
+function describeDeleteFailure(entry: unknown): string | null {
+  const parsed = z
+    .object({ Key: z.string().optional(), Code: z.string().optional(), Message: z.string().optional() })
+    .safeParse(entry);
+  if (!parsed.success) return JSON.stringify(entry);
+  const { Key, Code, Message } = parsed.data;
+  if (Code === "NoSuchKey") return null;
+  return `${Key ?? "?"}: ${Code ?? "error"}${Message === undefined ? "" : ` (${Message})`}`;
+}
+
+/**
+ * The source's chunks as Buffers (strings, from a stream with an encoding set, as UTF-8), each
+ * added to the digest on its way through.
+ */
+async function* hashedChunks(
+  source: Readable,
+  digest: { hash: ReturnType<typeof createHash>; sizeBytes: number },
+): AsyncGenerator<Buffer, void, undefined> {
+  for await (const chunk of source as AsyncIterable<unknown>) {
+    const buffer = asBuffer(chunk);
+    digest.hash.update(buffer);
+    digest.sizeBytes += buffer.length;
+    yield buffer;
+  }
+}
+
+function asBuffer(chunk: unknown): Buffer {
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (typeof chunk === "string") return Buffer.from(chunk, "utf8");
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  throw new TypeError("put: the stream must yield bytes or strings");
+}
+
+/** The chunks already read, then the rest, each released as soon as it is handed on. */
+async function* replay(
+  head: Buffer[],
+  rest: AsyncGenerator<Buffer, void, undefined>,
+): AsyncGenerator<Buffer> {
+  for (let chunk = head.shift(); chunk !== undefined; chunk = head.shift()) yield chunk;
+  yield* rest;
+}
