@@ -55,6 +55,7 @@ export type DeclineOutcome = Extract<AckOutcome, { kind: "accepted" | "late" | "
 
 export class PendingCheckpoint {
   readonly checkpointId: number;
+  readonly kind: CheckpointKind;
   readonly epoch: number;
   readonly triggeredAt: number;
   readonly deadline: number;
@@ -71,6 +72,7 @@ export class PendingCheckpoint {
     // Fails fast on an impossible parallelism instead of at the first ack.
     keyGroupRangeForTask(init.maxParallelism, init.parallelism, 0);
     this.checkpointId = init.checkpointId;
+    this.kind = init.kind;
     this.epoch = init.epoch;
     this.deadline = init.deadline;
     this.triggeredAt = clock.now();

@@ -1,0 +1,188 @@
+// The coordinator loop with fake TaskManagers and an in-memory object store: the commit order,
+// aborts, failure handling and retention, with real timers kept short.
+import { pino } from "pino";
+import { manifestKey } from "../../../src/api/object-layout.js";
+import {
+  CheckpointCoordinator,
+  type CompletedCheckpoint,
+} from "../../../src/coordinator/checkpoint-coordinator.js";
+import { CheckpointIdCounter } from "../../../src/coordinator/checkpoint-id-counter.js";
+import { latestCompletedCheckpoint } from "../../../src/coordinator/completed-checkpoints.js";
+import type { SnapshotStore } from "../../../src/coordinator/interfaces.js";
+import { MemoryObjectStore } from "../../../src/storage/memory-object-store.js";
+import { ObjectSnapshotStore } from "../../../src/storage/snapshot-store.js";
+import { FakeTaskManager } from "../support/fake-task-managers.js";
+
+const job = { namespace: "default", name: "orders" };
+const storage = { bucket: "streamjob", basePrefix: "checkpoints" };
+const clock = { now: () => Date.now() };
+
+interface Setup {
+  coordinator: CheckpointCoordinator;
+  tasks: FakeTaskManager[];
+  objects: MemoryObjectStore;
+  store: SnapshotStore;
+  journal: string[];
+  completed: CompletedCheckpoint[];
+  restarts: string[];
+}
+
+function setup(
+  options: {
+    parallelism?: number;
+    retained?: number;
+    tolerableFailures?: number;
+    onCompleted?: () => Promise<void>;
+  } = {},
+): Setup {
+  const parallelism = options.parallelism ?? 3;
+  const objects = new MemoryObjectStore(storage.bucket);
+  const store = new ObjectSnapshotStore(objects, storage.basePrefix);
+  const journal: string[] = [];
+  const tasks = Array.from(
+    { length: parallelism },
+    (_, i) => new FakeTaskManager(i, parallelism, 12, objects, journal),
+  );
+  const completed: CompletedCheckpoint[] = [];
+  const restarts: string[] = [];
+  const coordinator = new CheckpointCoordinator({
+    job,
+    epoch: 1,
+    parallelism,
+    maxParallelism: 12,
+    storage,
+    policy: { intervalMs: 20, timeoutMs: 300, minPauseMs: 0, maxConcurrent: 1 },
+    retained: options.retained ?? 2,
+    tolerableFailures: options.tolerableFailures ?? 0,
+    tasks,
+    store,
+    ids: CheckpointIdCounter.resume(null, []),
+    clock,
+    log: pino({ level: "silent" }),
+    pollWaitMs: 100,
+    events: {
+      onCompleted: async (checkpoint) => {
+        journal.push(`recorded ${checkpoint.checkpointId}`);
+        await options.onCompleted?.();
+        completed.push(checkpoint);
+      },
+      onRestartRequested: (reason) => restarts.push(reason),
+    },
+  });
+  return { coordinator, tasks, objects, store, journal, completed, restarts };
+}
+
+const key = (id: number) => manifestKey({ ...storage, ...job, kind: "checkpoint", checkpointId: id });
+
+test("a checkpoint commits its manifest, is recorded, and only then are the tasks notified", async () => {
+  const { coordinator, objects, journal, store } = setup();
+  const outcome = await coordinator.triggerCheckpoint();
+  expect(outcome).toMatchObject({
+    state: "completed",
+    checkpoint: { checkpointId: 1, kind: "checkpoint", epoch: 1 },
+  });
+
+  const manifest = await store.getManifest(key(1));
+  expect(manifest?.parts.map((p) => p.taskIndex)).toEqual([0, 1, 2]);
+  for (const part of manifest!.parts)
+    expect(await objects.stat(part.key)).toEqual({ sizeBytes: part.sizeBytes });
+  expect(outcome.state === "completed" && outcome.checkpoint.sizeBytes).toBe(
+    manifest!.parts.reduce((s, p) => s + p.sizeBytes, 0),
+  );
+
+  const recordedAt = journal.indexOf("recorded 1");
+  const notified = journal.filter((line) => line.endsWith("complete 1"));
+  expect(notified).toHaveLength(3);
+  for (const line of notified) expect(journal.indexOf(line)).toBeGreaterThan(recordedAt);
+});
+
+test.each([
+  ["declines", "decline", "task 1 declined checkpoint 1: state backend full"],
+  ["cannot be reached while uploading", "unreachable", "task 1 failed during checkpoint 1: socket hang up"],
+  ["cannot be triggered", "unreachable-on-trigger", "triggering task 1 failed: connect ECONNREFUSED"],
+  ["never answers", "hang", "task(s) 1 did not acknowledge in time"],
+] as const)(
+  "a task that %s aborts the checkpoint: no manifest, every task told to abort",
+  async (_what, behaviour, reason) => {
+    const { coordinator, tasks, store, completed } = setup();
+    tasks[1]!.behaviour = behaviour;
+    const outcome = await coordinator.triggerCheckpoint();
+    expect(outcome.state).toBe("aborted");
+    expect(outcome.state === "aborted" && outcome.reason).toContain(reason);
+    expect(await store.getManifest(key(1))).toBeNull();
+    expect(completed).toHaveLength(0);
+    for (const task of tasks) expect(task.calls).toContain("abort 1");
+    for (const task of tasks) expect(task.calls).not.toContain("complete 1");
+  },
+);
+
+test("ids keep growing after aborts, and the next checkpoint after a failure completes", async () => {
+  const { coordinator, tasks } = setup({ tolerableFailures: 5 });
+  tasks[0]!.behaviour = "decline";
+  expect((await coordinator.triggerCheckpoint()).state).toBe("aborted");
+  tasks[0]!.behaviour = "ack";
+  expect(await coordinator.triggerCheckpoint()).toMatchObject({
+    state: "completed",
+    checkpoint: { checkpointId: 2 },
+  });
+});
+
+test("more consecutive failures than tolerated ask for a job restart", async () => {
+  const { coordinator, tasks, restarts } = setup({ tolerableFailures: 1 });
+  tasks[2]!.behaviour = "decline";
+  await coordinator.triggerCheckpoint();
+  expect(restarts).toHaveLength(0);
+  await coordinator.triggerCheckpoint();
+  expect(restarts).toHaveLength(1);
+  expect(restarts[0]).toContain("2 consecutive checkpoints failed (tolerable: 1)");
+});
+
+test("when recording the checkpoint fails, notify-complete is withheld", async () => {
+  const { coordinator, tasks, store } = setup({
+    onCompleted: async () => {
+      throw new Error("status patch conflict");
+    },
+  });
+  const outcome = await coordinator.triggerCheckpoint();
+  expect(outcome.state).toBe("completed");
+  expect(await store.getManifest(key(1))).not.toBeNull();
+  for (const task of tasks) expect(task.calls.some((c) => c.startsWith("complete"))).toBe(false);
+});
+
+test("retention keeps the newest `retained` checkpoints and removes the parts of aborted ones", async () => {
+  const { coordinator, tasks, objects, store } = setup({ retained: 2, tolerableFailures: 10 });
+  for (let i = 0; i < 4; i++) await coordinator.triggerCheckpoint();
+  tasks[1]!.behaviour = "decline";
+  await coordinator.triggerCheckpoint(); // 5 aborts after tasks 0 and 2 wrote their parts
+  await coordinator.stop();
+
+  const left = await store.listCheckpoints(job);
+  expect(left.map((c) => c.checkpointId).sort()).toEqual([3, 4]);
+  expect(await objects.list(`${storage.basePrefix}/default/orders/chk-5/`)).toEqual([]);
+  const latest = await latestCompletedCheckpoint(store, job);
+  expect(latest.latest?.checkpointId).toBe(4);
+});
+
+test("periodic checkpoints follow the interval until stopped", async () => {
+  const { coordinator, completed } = setup();
+  coordinator.start();
+  await new Promise((r) => setTimeout(r, 400));
+  await coordinator.stop();
+  const ids = completed.map((c) => c.checkpointId);
+  expect(ids.length).toBeGreaterThanOrEqual(3);
+  expect(ids).toEqual([...ids].sort((a, b) => a - b));
+  const count = completed.length;
+  await new Promise((r) => setTimeout(r, 100));
+  expect(completed).toHaveLength(count);
+});
+
+test("a manifest whose part disappeared is passed over for restore, with the reason", async () => {
+  const { coordinator, objects, store } = setup();
+  await coordinator.triggerCheckpoint();
+  await coordinator.triggerCheckpoint();
+  const manifest = await store.getManifest(key(2));
+  await objects.delete([manifest!.parts[0]!.key]);
+  const { latest, skipped } = await latestCompletedCheckpoint(store, job);
+  expect(latest?.checkpointId).toBe(1);
+  expect(skipped).toEqual([{ checkpointId: 2, reason: `part ${manifest!.parts[0]!.key} is missing` }]);
+});
