@@ -58,7 +58,10 @@ export interface SnapshotStore {
   getManifest(key: string): Promise<CheckpointManifest | null>;
   /** Every checkpoint and savepoint directory of the job, in any order. */
   listCheckpoints(job: JobRef): Promise<StoredCheckpoint[]>;
-  /** Deletes the keys in the given order; a key that is already gone is not an error. */
+  /**
+   * Deletes the keys; a key already gone is not an error. A manifest key is deleted in a call of
+   * its own, after every key listed before it and before any listed after it.
+   */
   deleteObjects(keys: readonly string[]): Promise<void>;
   /** Size of the object at `key`, or null when it does not exist. */
   statObject(key: string): Promise<{ sizeBytes: number } | null>;

@@ -1,0 +1,50 @@
+// The TaskManager's environment, validated at start (docs/protocol.md, "Start-up configuration").
+// Secrets (token, storage keys) come in their own variables and are never logged.
+import { z } from "zod";
+import { formatZodError, TaskManagerConfig } from "../../api/protocol.js";
+
+export const ENV = {
+  config: "STREAMJOB_TASKMANAGER_CONFIG",
+  token: "STREAMJOB_TOKEN",
+  accessKey: "STREAMJOB_S3_ACCESS_KEY",
+  secretKey: "STREAMJOB_S3_SECRET_KEY",
+  /** Address to listen on; the pod's IP from the downward API, else every interface. */
+  podIp: "POD_IP",
+} as const;
+
+const TaskManagerEnvironment = z.object({
+  [ENV.config]: z.string({ error: "missing" }).min(1, "empty"),
+  [ENV.token]: z.string({ error: "missing" }).min(1, "empty"),
+  [ENV.accessKey]: z.string({ error: "missing" }).min(1, "empty"),
+  [ENV.secretKey]: z.string({ error: "missing" }).min(1, "empty"),
+  [ENV.podIp]: z.union([z.ipv4(), z.ipv6()]).optional(),
+});
+
+export interface TaskManagerEnvironment {
+  config: TaskManagerConfig;
+  token: string;
+  accessKey: string;
+  secretKey: string;
+  host: string;
+}
+
+/** Parses the environment; throws one line naming every bad variable or config field. */
+export function readEnvironment(env: NodeJS.ProcessEnv): TaskManagerEnvironment {
+  const parsed = TaskManagerEnvironment.safeParse(env);
+  if (!parsed.success) throw new Error(`invalid environment: ${formatZodError(parsed.error)}`);
+  let json: unknown;
+  try {
+    json = JSON.parse(parsed.data[ENV.config]);
+  } catch {
+    throw new Error(`invalid environment: ${ENV.config}: not JSON`);
+  }
+  const config = TaskManagerConfig.safeParse(json);
+  if (!config.success) throw new Error(`invalid ${ENV.config}: ${formatZodError(config.error)}`);
+  return {
+    config: config.data,
+    token: parsed.data[ENV.token],
+    accessKey: parsed.data[ENV.accessKey],
+    secretKey: parsed.data[ENV.secretKey],
+    host: parsed.data[ENV.podIp] ?? "0.0.0.0",
+  };
+}

@@ -1,0 +1,75 @@
+// The interface job code implements: the built-in jobs (src/taskmanager/jobs/) and users' own
+// modules (docs/writing-a-job.md). The runtime owns everything else: which partitions this task
+// reads, offsets, keyed state, snapshots, restore and the exactly-once sink.
+import { keyGroupForKey, type KeyGroupRange } from "../../api/key-groups.js";
+import type { JobRef } from "../../api/protocol.js";
+import type { ObjectStore } from "../../storage/object-store.js";
+import type { KeyedState } from "../state/keyed-state.js";
+
+export type { JsonValue, KeyedState } from "../state/keyed-state.js";
+
+/** What a job learns when the task starts. */
+export interface JobContext {
+  /** `program.args` of the start-up configuration. */
+  readonly args: readonly string[];
+  readonly job: JobRef;
+  readonly taskIndex: number;
+  readonly parallelism: number;
+  readonly maxParallelism: number;
+  readonly keyGroupRange: KeyGroupRange;
+  /** Object storage of the job's endpoint, for sources that read objects. */
+  storage(bucket: string): ObjectStore;
+}
+
+/**
+ * One source partition: an ordered, replayable sequence of records numbered by offset from 0.
+ * Reading the same offset again (after a restore) must give the same record.
+ */
+export interface SourcePartition<TRecord> {
+  /** Unique within the job; the key of `sourceOffsets` in acks and manifests. */
+  readonly id: string;
+  /** Up to `maxRecords` records starting at `offset`; fewer or none when no more are available yet. */
+  read(offset: number, maxRecords: number): Promise<readonly TRecord[]>;
+}
+
+/** What `process` gets with every record. */
+export interface RecordContext {
+  readonly partitionId: string;
+  readonly offset: number;
+  /** The task's keyed state; only keys in the task's key groups are accepted. */
+  readonly state: KeyedState;
+  /** Appends one line to the job's output (exactly-once: committed when a checkpoint completes). */
+  emit(line: string): void;
+}
+
+export interface StreamJob<TRecord> {
+  /**
+   * Every partition of the job, the same list on every task. The runtime reads only the ones
+   * assigned to this task (see `partitionKeyGroup`), starting at their restored offsets.
+   */
+  partitions(
+    context: JobContext,
+  ): readonly SourcePartition<TRecord>[] | Promise<readonly SourcePartition<TRecord>[]>;
+  /**
+   * The key group whose owner reads a partition. Default: keyGroupForKey(partitionId), the rule
+   * docs/protocol.md recommends. Records whose state key is not owned by the reading task cannot be
+   * processed, so a job keys its state by something that lands in the partition's key group.
+   */
+  partitionKeyGroup?(partitionId: string, maxParallelism: number): number;
+  /** Called for each record, in offset order per partition; must be synchronous and deterministic. */
+  process(record: TRecord, context: RecordContext): void;
+}
+
+/** Identity function that lets TypeScript infer the record type of a job. */
+export function defineJob<TRecord>(job: StreamJob<TRecord>): StreamJob<TRecord> {
+  return job;
+}
+
+/** The key group that decides which task reads `partitionId`. */
+export function keyGroupOfPartition(
+  job: StreamJob<unknown>,
+  partitionId: string,
+  maxParallelism: number,
+): number {
+  return job.partitionKeyGroup?.(partitionId, maxParallelism) ?? keyGroupForKey(partitionId, maxParallelism);
+}

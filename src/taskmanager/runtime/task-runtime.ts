@@ -1,0 +1,138 @@
+// The processing loop of one task: reads the source partitions assigned to it, hands each record to
+// the job with the task's keyed state and sink, and takes the consistent cut of a checkpoint.
+//
+// Records are processed in small synchronous batches, and the loop yields to the event loop
+// (setImmediate) between batches, so HTTP requests are served while the job runs. A cut is taken
+// in an HTTP handler, i.e. between two batches, where every partition's offset matches the state:
+// offsets only move together with the state changes of the records they count.
+import { performance } from "node:perf_hooks";
+import { setImmediate as yieldToEventLoop, setTimeout as sleep } from "node:timers/promises";
+import type { KeyGroupRange } from "../../api/key-groups.js";
+import {
+  keyGroupOfPartition,
+  type JobContext,
+  type SourcePartition,
+  type StreamJob,
+} from "../job/stream-job.js";
+import type { KeyGroupedStateBackend, KeyedStateSnapshot } from "../state/keyed-state.js";
+import type { TwoPhaseCommitSink } from "../sink/two-phase-commit-sink.js";
+
+/** The synchronous part of a checkpoint: frozen state, next offsets, sealed sink output. */
+export interface CheckpointCut {
+  checkpointId: number;
+  state: KeyedStateSnapshot;
+  sourceOffsets: Record<string, number>;
+  syncDurationMs: number;
+}
+
+export interface TaskRuntimeOptions {
+  job: StreamJob<unknown>;
+  context: JobContext;
+  state: KeyGroupedStateBackend;
+  sink: TwoPhaseCommitSink;
+  /** Records per partition read, and per synchronous batch before yielding. */
+  batchSize?: number;
+  /** Pause when no partition had a record. */
+  idleMs?: number;
+}
+
+interface AssignedPartition {
+  source: SourcePartition<unknown>;
+  /** The next record to read. */
+  offset: number;
+}
+
+export class TaskRuntime {
+  private assigned: AssignedPartition[] = [];
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private processed = 0;
+  private readonly batchSize: number;
+  private readonly idleMs: number;
+
+  constructor(private readonly options: TaskRuntimeOptions) {
+    this.batchSize = options.batchSize ?? 500;
+    this.idleMs = options.idleMs ?? 20;
+  }
+
+  get recordsProcessed(): number {
+    return this.processed;
+  }
+
+  /** The ids of the partitions this task reads, and their next offsets. */
+  get sourceOffsets(): Record<string, number> {
+    return Object.fromEntries(this.assigned.map((partition) => [partition.source.id, partition.offset]));
+  }
+
+  /**
+   * Learns the job's partitions and keeps those whose key group this task owns, starting at the
+   * restored offsets (a partition not listed starts at 0).
+   */
+  async open(restoredOffsets: Readonly<Record<string, number>>): Promise<void> {
+    const { job, context } = this.options;
+    const partitions = await job.partitions(context);
+    const ids = new Set<string>();
+    for (const partition of partitions) {
+      if (ids.has(partition.id)) throw new Error(`the job has two partitions named ${partition.id}`);
+      ids.add(partition.id);
+    }
+    this.assigned = partitions
+      .filter((partition) =>
+        owns(context.keyGroupRange, keyGroupOfPartition(job, partition.id, context.maxParallelism)),
+      )
+      .map((source) => ({ source, offset: restoredOffsets[source.id] ?? 0 }));
+  }
+
+  /** Starts the loop; the returned promise rejects when the job fails. */
+  start(): Promise<void> {
+    this.running = true;
+    this.loop = this.run();
+    return this.loop;
+  }
+
+  /** Stops between two batches and waits for the loop to end (a failure was already reported by start). */
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop?.catch(() => undefined);
+  }
+
+  /** Takes the consistent cut for `checkpointId`; synchronous, so no record is processed meanwhile. */
+  cut(checkpointId: number): CheckpointCut {
+    const started = performance.now();
+    const sourceOffsets = this.sourceOffsets;
+    const state = this.options.state.snapshot();
+    this.options.sink.seal(checkpointId);
+    return { checkpointId, state, sourceOffsets, syncDurationMs: performance.now() - started };
+  }
+
+  private async run(): Promise<void> {
+    const { job, state, sink } = this.options;
+    const emit = (line: string) => sink.emit(line);
+    while (this.running) {
+      let sinceYield = 0;
+      let roundRecords = 0;
+      for (const partition of this.assigned) {
+        const records = await partition.source.read(partition.offset, this.batchSize);
+        if (!this.running) return;
+        for (const record of records) {
+          job.process(record, { partitionId: partition.source.id, offset: partition.offset, state, emit });
+          partition.offset++;
+          this.processed++;
+        }
+        sinceYield += records.length;
+        roundRecords += records.length;
+        if (sinceYield >= this.batchSize) {
+          await yieldToEventLoop();
+          sinceYield = 0;
+          if (!this.running) return;
+        }
+      }
+      if (roundRecords === 0) await sleep(this.idleMs);
+      else await yieldToEventLoop();
+    }
+  }
+}
+
+function owns(range: KeyGroupRange, keyGroup: number): boolean {
+  return keyGroup >= range.start && keyGroup <= range.end;
+}

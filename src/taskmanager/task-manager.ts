@@ -1,0 +1,175 @@
+// One TaskManager, composed: keyed state, sink, processing loop, checkpoint executor, HTTP server.
+// It listens at once (so /healthz answers and /readyz says "not ready"), restores if told to, then
+// starts processing and becomes ready. main.ts adds the environment, real storage and signals.
+import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
+import type { Logger } from "pino";
+import { PROTOCOL_VERSION, type TaskManagerConfig, type TaskManagerStatus } from "../api/protocol.js";
+import type { ObjectStore } from "../storage/object-store.js";
+import { CheckpointExecutor } from "./checkpoints/checkpoint-executor.js";
+import type { StreamJob } from "./job/stream-job.js";
+import { restoreCheckpoint, RestoreError } from "./restore/restore.js";
+import { TaskRuntime } from "./runtime/task-runtime.js";
+import { createTaskManagerApp } from "./server/app.js";
+import { jobDirectoryOfManifestKey } from "./sink/output-layout.js";
+import { recoverStagedOutput, TwoPhaseCommitSink } from "./sink/two-phase-commit-sink.js";
+import { KeyGroupedStateBackend } from "./state/keyed-state.js";
+
+export interface TaskManagerOptions {
+  config: TaskManagerConfig;
+  token: string;
+  job: StreamJob<unknown>;
+  /** Object storage of the job's endpoint, one store per bucket. */
+  storage(bucket: string): ObjectStore;
+  host: string;
+  /** Overrides config.port (tests listen on 0). */
+  port?: number;
+  log: Logger;
+  batchSize?: number;
+}
+
+/** Why a running TaskManager must end. */
+export type Termination = { reason: "replaced"; epoch: number } | { reason: "failed"; error: Error };
+
+export interface RunningTaskManager {
+  url: string;
+  /** Resolves when restored and processing; rejects (with a RestoreError) when it must not start. */
+  ready: Promise<void>;
+  /** Resolves when the TaskManager must end: a newer epoch called, or the job failed. */
+  terminated: Promise<Termination>;
+  status(): TaskManagerStatus;
+  /** Stops processing and uploads, closes the server. */
+  stop(): Promise<void>;
+}
+
+export async function startTaskManager(options: TaskManagerOptions): Promise<RunningTaskManager> {
+  const { config, log } = options;
+  const state = new KeyGroupedStateBackend(config.maxParallelism, config.keyGroupRange);
+  const sink = new TwoPhaseCommitSink(config.taskIndex);
+  const runtime = new TaskRuntime({
+    job: options.job,
+    context: {
+      args: config.program.args,
+      job: config.job,
+      taskIndex: config.taskIndex,
+      parallelism: config.parallelism,
+      maxParallelism: config.maxParallelism,
+      keyGroupRange: config.keyGroupRange,
+      storage: options.storage,
+    },
+    state,
+    sink,
+    ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
+  });
+  const checkpoints = new CheckpointExecutor({
+    epoch: config.epoch,
+    taskIndex: config.taskIndex,
+    cut: (checkpointId) => runtime.cut(checkpointId),
+    sink,
+    storage: options.storage,
+    log,
+  });
+
+  let notReady: string | undefined =
+    config.restoreFrom === undefined
+      ? "starting"
+      : `restoring from checkpoint ${config.restoreFrom.checkpointId}`;
+  let failure: Error | undefined;
+  let stopping = false;
+  let restoredFrom: number | null = null;
+  let terminate: (termination: Termination) => void = () => undefined;
+  const terminated = new Promise<Termination>((resolve) => (terminate = resolve));
+
+  const status = (): TaskManagerStatus => ({
+    protocolVersion: PROTOCOL_VERSION,
+    job: config.job,
+    epoch: config.epoch,
+    taskIndex: config.taskIndex,
+    ready: notReady === undefined,
+    lastCompletedCheckpointId: checkpoints.lastCompletedCheckpointId,
+    restoredFromCheckpointId: restoredFrom,
+    recordsProcessed: runtime.recordsProcessed,
+  });
+
+  const app = createTaskManagerApp({
+    token: options.token,
+    epoch: config.epoch,
+    taskIndex: config.taskIndex,
+    checkpoints,
+    status,
+    notReadyReason: () => notReady,
+    alive: () => failure === undefined,
+    onNewerEpoch: (epoch) => terminate({ reason: "replaced", epoch }),
+    log,
+  });
+  const server = await listen(app, options.host, options.port ?? config.port);
+  const address = server.address() as AddressInfo;
+  const url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
+  log.info({ url, epoch: config.epoch, taskIndex: config.taskIndex }, "TaskManager listening");
+
+  const ready = (async () => {
+    let offsets: Record<string, number> = {};
+    const restoreFrom = config.restoreFrom;
+    if (restoreFrom !== undefined) {
+      const store = options.storage(restoreFrom.bucket);
+      const jobDirectory = jobDirectoryOfManifestKey(restoreFrom.manifestKey);
+      if (jobDirectory === undefined) {
+        throw new RestoreError(
+          `restoreFrom.manifestKey ${restoreFrom.manifestKey} does not end in chk-<id>/_metadata`,
+        );
+      }
+      const restored = await restoreCheckpoint({ ...config, restoreFrom }, store, state);
+      const location = { store, jobDirectory };
+      const output = await recoverStagedOutput(
+        location,
+        restored.checkpointId,
+        config.taskIndex,
+        config.parallelism,
+      );
+      offsets = restored.sourceOffsets;
+      checkpoints.restored(restored.checkpointId, location);
+      restoredFrom = restored.checkpointId;
+      log.info(
+        {
+          checkpointId: restored.checkpointId,
+          parts: restored.partsRead,
+          keys: restored.keysRestored,
+          output,
+        },
+        "restored",
+      );
+    }
+    await runtime.open(offsets);
+    if (stopping) return;
+    runtime.start().catch((err: unknown) => {
+      failure = err instanceof Error ? err : new Error(String(err));
+      log.error({ err: failure }, "processing failed");
+      terminate({ reason: "failed", error: failure });
+    });
+    notReady = undefined;
+    log.info({ partitions: Object.keys(runtime.sourceOffsets).length }, "ready: processing");
+  })();
+  // The caller decides what a failed start means; do not also report it as unhandled here.
+  ready.catch(() => undefined);
+
+  return {
+    url,
+    ready,
+    terminated,
+    status,
+    async stop() {
+      stopping = true;
+      notReady = "stopping";
+      checkpoints.close();
+      await runtime.stop();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+function listen(app: ReturnType<typeof createTaskManagerApp>, host: string, port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, host, (err?: Error) => (err ? reject(err) : resolve(server)));
+  });
+}

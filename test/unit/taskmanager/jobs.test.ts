@@ -1,0 +1,204 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { keyGroupRangeForTask } from "../../../src/api/key-groups.js";
+import { MemoryObjectStore } from "../../../src/storage/memory-object-store.js";
+import { readEnvironment } from "../../../src/taskmanager/config/environment.js";
+import type { StreamJob } from "../../../src/taskmanager/job/stream-job.js";
+import { loadJob } from "../../../src/taskmanager/jobs/load-job.js";
+import { sequenceJob } from "../../../src/taskmanager/jobs/sequence.js";
+import { wordcountJob, wordsOf } from "../../../src/taskmanager/jobs/wordcount.js";
+import { TaskRuntime } from "../../../src/taskmanager/runtime/task-runtime.js";
+import { TwoPhaseCommitSink } from "../../../src/taskmanager/sink/two-phase-commit-sink.js";
+import { KeyGroupedStateBackend } from "../../../src/taskmanager/state/keyed-state.js";
+import sensorAverage from "./fixtures/sensor-average-job.js";
+import { JOB, taskConfig } from "./support/fixtures.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+class RecordingSink extends TwoPhaseCommitSink {
+  readonly lines: string[] = [];
+  override emit(line: string): void {
+    this.lines.push(line);
+    super.emit(line);
+  }
+}
+
+/** Runs `job` as task `taskIndex` of `parallelism` until `done` holds for it. */
+async function runTask(
+  job: StreamJob<unknown>,
+  args: string[],
+  parallelism: number,
+  taskIndex: number,
+  done: (runtime: TaskRuntime) => boolean,
+  store = new MemoryObjectStore("streamjob"),
+) {
+  const maxParallelism = 16;
+  const keyGroupRange = keyGroupRangeForTask(maxParallelism, parallelism, taskIndex);
+  const state = new KeyGroupedStateBackend(maxParallelism, keyGroupRange);
+  const sink = new RecordingSink(taskIndex);
+  const runtime = new TaskRuntime({
+    job,
+    context: { args, job: JOB, taskIndex, parallelism, maxParallelism, keyGroupRange, storage: () => store },
+    state,
+    sink,
+    idleMs: 5,
+  });
+  await runtime.open({});
+  const loop = runtime.start();
+  const deadline = Date.now() + 10_000;
+  while (!done(runtime)) {
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  await runtime.stop();
+  await loop;
+  return { state, lines: sink.lines, runtime };
+}
+
+test("the example in docs/writing-a-job.md is the tested fixture, verbatim", () => {
+  const doc = readFileSync(path.join(here, "..", "..", "..", "docs", "writing-a-job.md"), "utf8");
+  const fixture = readFileSync(path.join(here, "fixtures", "sensor-average-job.ts"), "utf8");
+  expect(doc).toContain(`\`\`\`ts\n${fixture}\`\`\``);
+});
+
+test("the example job runs: two tasks split the sensors and keep each one's average", async () => {
+  const results = [];
+  for (const taskIndex of [0, 1]) {
+    results.push(
+      await runTask(
+        sensorAverage,
+        [],
+        2,
+        taskIndex,
+        (runtime) =>
+          runtime.recordsProcessed > 0 &&
+          Object.values(runtime.sourceOffsets).every((offset) => offset === 1_000),
+      ),
+    );
+  }
+  const sensors = results.flatMap(({ runtime }) => Object.keys(runtime.sourceOffsets)).sort();
+  expect(sensors).toEqual(Array.from({ length: 8 }, (_, i) => `sensor-${i}`).sort());
+  for (const { state, runtime } of results) {
+    for (const sensor of Object.keys(runtime.sourceOffsets)) {
+      expect((state.get(sensor) as { count: number }).count).toBe(1_000);
+    }
+  }
+});
+
+test("sequence: every key counts up from 1 and a skipped record fails the task", async () => {
+  const { state, lines } = await runTask(
+    sequenceJob,
+    ["--keys", "4", "--rate", "1000"],
+    1,
+    0,
+    (runtime) => runtime.recordsProcessed >= 40,
+  );
+  for (let i = 0; i < 4; i++) expect(state.get(`seq-${i}`)).toBeGreaterThanOrEqual(10);
+  expect(lines.filter((line) => line.startsWith("seq-0 ")).slice(0, 3)).toEqual([
+    "seq-0 1",
+    "seq-0 2",
+    "seq-0 3",
+  ]);
+  const record = { partitionId: "seq-0", offset: 5, state, emit: () => undefined };
+  const current = Number(state.get("seq-0"));
+  expect(() => sequenceJob.process(current + 2, record)).toThrow(
+    `seq-0 got ${current + 2} after ${current} at offset 5: exactly-once violated`,
+  );
+  expect(() =>
+    sequenceJob.partitions({
+      ...record,
+      args: ["--keys", "zero"],
+      job: JOB,
+      taskIndex: 0,
+      parallelism: 1,
+      maxParallelism: 1,
+      keyGroupRange: { start: 0, end: 0 },
+      storage: () => new MemoryObjectStore(),
+    }),
+  ).toThrow("sequence arguments: keys: expected number, received NaN");
+});
+
+test("wordcount: two tasks count every word of the corpus once, each word on the task owning it", async () => {
+  const store = new MemoryObjectStore("corpus");
+  await store.put("books/a.txt", Buffer.from("The cat sat.\nthe dog didn't sit\n"));
+  await store.put("books/b.txt", Buffer.from("A cat, a dog; THE end"));
+  expect(wordsOf("The dog didn't SIT!")).toEqual(["the", "dog", "didn't", "sit"]);
+  const counts = new Map<string, unknown>();
+  for (const taskIndex of [0, 1]) {
+    const { state } = await runTask(
+      wordcountJob,
+      ["--input", "s3://corpus/books/"],
+      2,
+      taskIndex,
+      (runtime) => Object.values(runtime.sourceOffsets).every((offset) => offset === 4),
+      store,
+    );
+    for (const word of ["the", "cat", "sat", "dog", "didn't", "sit", "a", "end"]) {
+      if (state.owns(word)) counts.set(word, state.get(word));
+    }
+  }
+  expect(Object.fromEntries(counts)).toEqual({
+    the: 3,
+    cat: 2,
+    sat: 1,
+    dog: 2,
+    "didn't": 1,
+    sit: 1,
+    a: 2,
+    end: 1,
+  });
+});
+
+test("jobs are found by built-in name; anything else must be an absolute module path", async () => {
+  expect(await loadJob("sequence")).toBe(sequenceJob);
+  expect(await loadJob("wordcount")).toBe(wordcountJob);
+  await expect(loadJob("sessions")).rejects.toThrow(
+    'program "sessions": not a built-in job (sequence, wordcount) nor an absolute module path',
+  );
+});
+
+describe("the environment", () => {
+  const valid = {
+    STREAMJOB_TASKMANAGER_CONFIG: JSON.stringify(taskConfig()),
+    STREAMJOB_TOKEN: "secret-token",
+    STREAMJOB_S3_ACCESS_KEY: "access",
+    STREAMJOB_S3_SECRET_KEY: "secret",
+  };
+
+  test("a valid environment gives the config, secrets and the pod IP to listen on", () => {
+    const env = readEnvironment({ ...valid, POD_IP: "10.0.0.7" });
+    expect(env).toMatchObject({
+      token: "secret-token",
+      accessKey: "access",
+      secretKey: "secret",
+      host: "10.0.0.7",
+    });
+    expect(env.config.keyGroupRange).toEqual({ start: 0, end: 11 });
+    expect(readEnvironment(valid).host).toBe("0.0.0.0");
+  });
+
+  test("a missing variable or an invalid config field is named, and no secret is repeated", () => {
+    expect(() => readEnvironment({ ...valid, STREAMJOB_TOKEN: undefined })).toThrow(
+      "invalid environment: STREAMJOB_TOKEN: missing",
+    );
+    const config = { ...taskConfig({ parallelism: 2, taskIndex: 1 }), keyGroupRange: { start: 0, end: 11 } };
+    expect(() => readEnvironment({ ...valid, STREAMJOB_TASKMANAGER_CONFIG: JSON.stringify(config) })).toThrow(
+      "invalid STREAMJOB_TASKMANAGER_CONFIG: keyGroupRange: expected {start: 6, end: 11} for task 1 of 2",
+    );
+    expect(() =>
+      readEnvironment({
+        ...valid,
+        STREAMJOB_TASKMANAGER_CONFIG: JSON.stringify({ ...taskConfig(), protocolVersion: "v2" }),
+      }),
+    ).toThrow(/protocolVersion/);
+    let message = "";
+    try {
+      readEnvironment({ ...valid, STREAMJOB_S3_SECRET_KEY: "", POD_IP: "not-an-ip" });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/STREAMJOB_S3_SECRET_KEY: empty; POD_IP/);
+    expect(message).not.toContain("secret-token");
+  });
+});

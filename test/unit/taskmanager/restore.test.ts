@@ -1,0 +1,83 @@
+import { keyGroupRangeForTask } from "../../../src/api/key-groups.js";
+import { MemoryObjectStore } from "../../../src/storage/memory-object-store.js";
+import { restoreCheckpoint, type RestoreTarget } from "../../../src/taskmanager/restore/restore.js";
+import { KeyGroupedStateBackend } from "../../../src/taskmanager/state/keyed-state.js";
+import { BUCKET, filledStates, JOB, writeCheckpoint } from "./support/fixtures.js";
+
+async function setUp() {
+  const store = new MemoryObjectStore(BUCKET);
+  const written = await writeCheckpoint(store, 7, filledStates(200, 2, 12));
+  const range = keyGroupRangeForTask(12, 1, 0);
+  const target: RestoreTarget = {
+    restoreFrom: { checkpointId: 7, bucket: BUCKET, manifestKey: written.manifestKey },
+    job: JOB,
+    maxParallelism: 12,
+    keyGroupRange: range,
+  };
+  return { store, ...written, target, state: new KeyGroupedStateBackend(12, range) };
+}
+
+describe("restore refuses anything it cannot verify", () => {
+  test("a part whose bytes changed (same size) is refused naming the part and both digests, loading nothing", async () => {
+    const { store, manifest, target, state } = await setUp();
+    const part = manifest.parts[1]!;
+    const bytes = await store.get(part.key);
+    bytes[bytes.length - 3] = bytes[bytes.length - 3] === 0x31 ? 0x32 : 0x31;
+    await store.put(part.key, bytes);
+    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+      new RegExp(
+        `^restore: part s3://streamjob/${part.key} sha256 mismatch: expected ${part.sha256}, got [0-9a-f]{64}$`,
+      ),
+    );
+    expect(state.size).toBe(0);
+  });
+
+  test("a truncated part is refused for its size", async () => {
+    const { store, manifest, target, state } = await setUp();
+    const part = manifest.parts[0]!;
+    await store.put(part.key, (await store.get(part.key)).subarray(0, 10));
+    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+      `restore: part s3://streamjob/${part.key} size mismatch: expected ${part.sizeBytes} bytes, got 10`,
+    );
+  });
+
+  test("a missing part or manifest is refused naming the object", async () => {
+    const { store, manifest, manifestKey, target, state } = await setUp();
+    await store.delete([manifest.parts[0]!.key]);
+    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+      `restore: part s3://streamjob/${manifest.parts[0]!.key} not found`,
+    );
+    await store.delete([manifestKey]);
+    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+      `restore: manifest s3://streamjob/${manifestKey} not found`,
+    );
+  });
+
+  test("a manifest of another checkpoint, job or maxParallelism is refused naming the field", async () => {
+    const { store, target, state } = await setUp();
+    await expect(
+      restoreCheckpoint({ ...target, restoreFrom: { ...target.restoreFrom, checkpointId: 8 } }, store, state),
+    ).rejects.toThrow(/checkpointId: 7, expected 8/);
+    await expect(
+      restoreCheckpoint({ ...target, job: { ...JOB, name: "other" } }, store, state),
+    ).rejects.toThrow(/job: default\/orders, expected default\/other/);
+    await expect(
+      restoreCheckpoint(
+        { ...target, maxParallelism: 24, keyGroupRange: { start: 0, end: 23 } },
+        store,
+        state,
+      ),
+    ).rejects.toThrow(/maxParallelism: 12, expected 24/);
+  });
+
+  test("an invalid manifest is refused naming the field", async () => {
+    const { store, manifest, manifestKey, target, state } = await setUp();
+    await store.put(
+      manifestKey,
+      Buffer.from(JSON.stringify({ ...manifest, parts: [{ ...manifest.parts[0], sha256: "x" }] })),
+    );
+    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+      /is invalid: parts\[0\]\.sha256: expected 64 lowercase hex/,
+    );
+  });
+});
