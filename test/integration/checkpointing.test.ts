@@ -1,0 +1,181 @@
+// The checkpointing core end to end: real TaskManager processes, the real coordinator and the
+// real MinIO. Killing processes, corrupting parts and rescaling must never lose or repeat a record.
+import { createHash } from "node:crypto";
+import type { CheckpointManifest } from "../../src/api/protocol.js";
+import type { CompletedCheckpoint } from "../../src/coordinator/checkpoint-coordinator.js";
+import type { TaskManagerClient } from "../../src/coordinator/interfaces.js";
+import { latestCompletedCheckpoint } from "../../src/coordinator/completed-checkpoints.js";
+import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
+import { verifySequenceOutput } from "../../src/taskmanager/jobs/sequence.js";
+import { decodeStatePart } from "../../src/taskmanager/state/state-part.js";
+import { LocalJob, type TaskManagerProcess } from "./support/local-job.js";
+import { removeBucket, storageConfig, storeOnFreshBucket } from "./support/minio.js";
+
+let store: MinioObjectStore;
+let storage: StorageConfig;
+const jobs: LocalJob[] = [];
+
+beforeAll(async () => {
+  storage = await storageConfig();
+  store = await storeOnFreshBucket("checkpointing");
+});
+
+afterEach(async () => {
+  await Promise.all(jobs.splice(0).map((job) => job.stop()));
+});
+
+afterAll(async () => {
+  await removeBucket(store);
+});
+
+function sequenceJob(
+  parallelism: number,
+  args: string[],
+  options: Partial<ConstructorParameters<typeof LocalJob>[0]> = {},
+): LocalJob {
+  const job = new LocalJob({
+    program: { name: "sequence", args },
+    parallelism,
+    maxParallelism: 128,
+    store,
+    storage,
+    ...options,
+  });
+  jobs.push(job);
+  return job;
+}
+
+/** Every key's state in a checkpoint, read back from its parts. */
+async function stateOf(manifest: CheckpointManifest): Promise<Map<string, unknown>> {
+  const state = new Map<string, unknown>();
+  for (const part of manifest.parts) {
+    for (const entry of decodeStatePart(await store.get(part.key), part.keyGroupRange, part.key)) {
+      state.set(entry.key, entry.value);
+    }
+  }
+  return state;
+}
+
+async function completedCheckpoint(job: LocalJob): Promise<CompletedCheckpoint> {
+  const outcome = await job.coordinator!.triggerCheckpoint();
+  if (outcome.state !== "completed") throw new Error(`checkpoint aborted: ${outcome.reason}`);
+  return outcome.checkpoint;
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+// So slow that no record arrives between a restore and the next checkpoint: state stays as restored.
+const frozen = ["--keys", "60", "--rate", "0.0001"];
+
+test("three TaskManagers checkpoint: the manifest lists every task's parts, each one in MinIO with its sha256", async () => {
+  const job = sequenceJob(3, ["--keys", "60", "--rate", "200"]);
+  await job.deploy({
+    epoch: 1,
+    parallelism: 3,
+    program: { name: "sequence", args: ["--keys", "60", "--rate", "200"] },
+  });
+  await pause(300);
+  const manifest = await job.manifest((await completedCheckpoint(job)).checkpointId);
+
+  expect(new Set(manifest.parts.map((p) => p.taskIndex))).toEqual(new Set([0, 1, 2]));
+  for (const part of manifest.parts) {
+    const bytes = await store.get(part.key);
+    expect(bytes.length).toBe(part.sizeBytes);
+    expect(createHash("sha256").update(bytes).digest("hex")).toBe(part.sha256);
+  }
+  expect(Object.keys(manifest.sourceOffsets)).toHaveLength(60);
+  expect((await stateOf(manifest)).size).toBe(60);
+});
+
+test("a TaskManager killed mid-checkpoint aborts that checkpoint and leaves no manifest", async () => {
+  // Task 1 dies right after it accepted the trigger, while its snapshot is under way.
+  let armed = false;
+  const killAfterTrigger = (client: TaskManagerClient, tm: TaskManagerProcess): TaskManagerClient =>
+    tm.taskIndex !== 1
+      ? client
+      : {
+          taskIndex: client.taskIndex,
+          trigger: async (request) => {
+            await client.trigger(request);
+            if (armed) await tm.kill("SIGKILL");
+          },
+          result: (id, epoch, waitMs) => client.result(id, epoch, waitMs),
+          notifyComplete: (request) => client.notifyComplete(request),
+          abort: (request) => client.abort(request),
+          status: () => client.status(),
+        };
+  const job = sequenceJob(3, frozen, { wrapClient: killAfterTrigger });
+  await job.deploy({ epoch: 1, parallelism: 3, program: { name: "sequence", args: frozen } });
+  const before = (await completedCheckpoint(job)).checkpointId;
+
+  armed = true;
+  const outcome = await job.coordinator!.triggerCheckpoint();
+  expect(outcome.state).toBe("aborted");
+  expect(outcome.state === "aborted" && outcome.reason).toContain("task 1");
+  const aborted = outcome.state === "aborted" ? outcome.checkpointId : -1;
+  expect(aborted).toBe(before + 1);
+  expect(await store.stat(`${job.directory}chk-${aborted}/_metadata`)).toBeNull();
+  expect((await latestCompletedCheckpoint(job.snapshots, job.job)).latest?.checkpointId).toBe(before);
+});
+
+test("restoring the latest completed checkpoint reproduces the exact state, also with 2 -> 3 TaskManagers", async () => {
+  const running = ["--keys", "60", "--rate", "300"];
+  const job = sequenceJob(2, running);
+  await job.deploy({ epoch: 1, parallelism: 2, program: { name: "sequence", args: running } });
+  await pause(400);
+  const { checkpointId, manifestKey } = await completedCheckpoint(job);
+  const original = await job.manifest(checkpointId);
+  const originalState = await stateOf(original);
+  expect(originalState.size).toBe(60);
+  expect([...originalState.values()].some((v) => (v as number) > 1)).toBe(true);
+
+  for (const parallelism of [2, 3]) {
+    await job.redeploy({
+      parallelism,
+      program: { name: "sequence", args: frozen },
+      restoreFrom: { checkpointId, manifestKey },
+    });
+    const restored = await job.manifest((await completedCheckpoint(job)).checkpointId);
+    expect(restored.parallelism).toBe(parallelism);
+    expect(await stateOf(restored)).toEqual(originalState);
+    expect(restored.sourceOffsets).toEqual(original.sourceOffsets);
+  }
+});
+
+test("a TaskManager refuses to restore a checkpoint with a corrupted part, naming the part", async () => {
+  const job = sequenceJob(2, frozen);
+  await job.deploy({ epoch: 1, parallelism: 2, program: { name: "sequence", args: frozen } });
+  const { checkpointId, manifestKey } = await completedCheckpoint(job);
+  const part = (await job.manifest(checkpointId)).parts[0]!;
+  const bytes = await store.get(part.key);
+  const flipped = bytes.length - 2;
+  bytes[flipped] = bytes[flipped]! ^ 1; // same size, different content
+  await store.put(part.key, bytes);
+
+  await expect(job.redeploy({ restoreFrom: { checkpointId, manifestKey } })).rejects.toThrow(part.key);
+});
+
+test("the sequence job, with TaskManagers killed again and again, commits output with no gap and no duplicate", async () => {
+  const args = ["--keys", "40", "--rate", "200"];
+  const job = sequenceJob(3, args, { policy: { intervalMs: 150, timeoutMs: 5000 } });
+  await job.deploy({ epoch: 1, parallelism: 3, program: { name: "sequence", args } });
+  job.coordinator!.start();
+
+  for (let round = 0; round < 3; round++) {
+    await pause(800);
+    await job.taskManagers[round % 3]!.kill("SIGKILL");
+    const { latest } = await latestCompletedCheckpoint(job.snapshots, job.job);
+    expect(latest).not.toBeNull();
+    await job.redeploy({
+      restoreFrom: { checkpointId: latest!.checkpointId, manifestKey: latest!.manifestKey },
+    });
+    job.coordinator!.start();
+  }
+  await pause(600);
+  await job.coordinator!.stop();
+  await completedCheckpoint(job); // its notify-complete commits the last staged output
+
+  const report = await verifySequenceOutput(store, job.directory);
+  expect(report.problems).toEqual([]);
+  expect(report.lastValues.size).toBe(40);
+  expect(report.records).toBeGreaterThan(40 * 10);
+});
