@@ -6,7 +6,7 @@
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { repoRoot } from "../src/devcluster/assets.js";
 import { clusterDir } from "../src/devcluster/cluster.js";
@@ -47,6 +47,44 @@ async function storage() {
   return storageConfigFromSecret(data);
 }
 
+/** CPU seconds (user + system) a process has used, from /proc: where the checkpoint's cost lands. */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // CLK_TCK is 100 on Linux
+  } catch {
+    return 0;
+  }
+}
+
+function minioPid(): number | undefined {
+  const state = JSON.parse(readFileSync(path.join(clusterDir(), "state.json"), "utf8")) as {
+    processes: { name: string; pid: number }[];
+  };
+  return state.processes.find((p) => p.name === "minio")?.pid;
+}
+
+/** Cores used by the TaskManagers and by MinIO while `work` runs. */
+async function coresUsed<T>(
+  job: LocalJob,
+  work: () => Promise<T>,
+): Promise<{ result: T; taskManagers: number; minio: number }> {
+  const pids = job.taskManagers.map((tm) => tm.process.pid);
+  const total = () => pids.map(cpuSeconds).reduce((sum, seconds) => sum + seconds, 0);
+  const tmBefore = total();
+  const minioBefore = cpuSeconds(minioPid());
+  const started = performance.now();
+  const result = await work();
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    result,
+    taskManagers: (total() - tmBefore) / seconds,
+    minio: (cpuSeconds(minioPid()) - minioBefore) / seconds,
+  };
+}
+
 /** Records processed by all tasks so far, from their /v1/status. */
 async function recordsProcessed(job: LocalJob): Promise<number> {
   const statuses = await Promise.all(
@@ -69,6 +107,8 @@ interface Measurement {
   raw: number[];
   idle: number;
   during: number;
+  /** Cores used by the TaskManagers and MinIO while idle and while checkpointing. */
+  cores: { idle: { taskManagers: number; minio: number }; during: { taskManagers: number; minio: number } };
 }
 
 async function measure(
@@ -100,9 +140,9 @@ async function measure(
     await job.deploy({ epoch: 1, parallelism: taskmanagers, program });
     await sleep(1_000); // every partition has written its key
 
-    const idle = await throughput(job, baselineWindowMs);
+    const idle = await coresUsed(job, () => throughput(job, baselineWindowMs));
     job.coordinator!.start();
-    const during = await throughput(job, checkpointWindowMs);
+    const during = await coresUsed(job, () => throughput(job, checkpointWindowMs));
     await job.coordinator!.stop();
     const last = job.completed.at(-1);
     if (!last) throw new Error(`no checkpoint completed for ${taskmanagers} x ${stateMb} MB`);
@@ -120,7 +160,13 @@ async function measure(
       await Promise.all(buffers.map((buffer, i) => store.put(`raw/${round}/task-${i}`, buffer)));
       raw.push(performance.now() - started);
     }
-    return { latencies: job.completed.map((c) => c.durationMs), raw, idle, during };
+    return {
+      latencies: job.completed.map((c) => c.durationMs),
+      raw,
+      idle: idle.result,
+      during: during.result,
+      cores: { idle, during },
+    };
   } finally {
     await job.stop();
   }
@@ -132,11 +178,11 @@ async function main(): Promise<void> {
   await ensureBucket(store);
   const rows: string[][] = [];
   console.log(
-    "taskmanagers  state_mb  checkpoints  p50_ms  p99_ms  raw_upload_ms  ratio  records/s(idle)  records/s(ckpt)  drop_pct",
+    "taskmanagers  state_mb  checkpoints  p50_ms  p99_ms  raw_upload_ms  ratio  records/s(idle)  records/s(ckpt)  drop_pct  tm_cores(idle/ckpt)  minio_cores(ckpt)",
   );
   try {
     for (const { taskmanagers, stateMb } of configs) {
-      const { latencies, raw, idle, during } = await measure(store, config, taskmanagers, stateMb);
+      const { latencies, raw, idle, during, cores } = await measure(store, config, taskmanagers, stateMb);
       const p50 = percentile(latencies, 50);
       const p99 = percentile(latencies, 99);
       const rawP50 = percentile(raw, 50);
@@ -158,6 +204,8 @@ async function main(): Promise<void> {
           idle.toFixed(0).padStart(16),
           during.toFixed(0).padStart(15),
           drop.toFixed(1).padStart(9),
+          `${cores.idle.taskManagers.toFixed(2)}/${cores.during.taskManagers.toFixed(2)}`.padStart(19),
+          cores.during.minio.toFixed(2).padStart(17),
         ].join("  "),
       );
     }
