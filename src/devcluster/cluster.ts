@@ -16,10 +16,10 @@ import http from "node:http";
 import path from "node:path";
 import { stringify } from "yaml";
 import { ensureAssets, repoRoot, type BinaryName } from "./assets.js";
+import { STORAGE_SECRET_NAME } from "../storage/minio-object-store.js";
 import { createPki, type PkiPaths } from "./pki.js";
 import { freePort, isAlive, startDetached, stopProcess, waitFor, type StartedProcess } from "./processes.js";
 
-export const storageSecretName = "streamjob-storage";
 export const nodeName = "devcluster-node";
 
 export interface ClusterState {
@@ -328,7 +328,7 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
       namespace: "default",
       body: {
         metadata: {
-          name: storageSecretName,
+          name: STORAGE_SECRET_NAME,
           labels: { "app.kubernetes.io/part-of": "streamjob-devcluster" },
         },
         type: "Opaque",
