@@ -54,10 +54,18 @@ export function taskIndexForKeyGroup(maxParallelism: number, parallelism: number
   return Math.floor((keyGroup * parallelism) / maxParallelism);
 }
 
+// keyGroupForKey runs for every record a job processes: one encoder and one scratch buffer, reused,
+// instead of an encoder and an array per call (which cost more than the hash itself).
+const utf8 = new TextEncoder();
+let scratch = new Uint8Array(256);
+
 /** The key group of a key: murmur3_32(UTF-8 bytes of key, seed 0) mod maxParallelism. */
 export function keyGroupForKey(key: string, maxParallelism: number): number {
   checkParallelism(maxParallelism, 1);
-  return murmur3_32(new TextEncoder().encode(key)) % maxParallelism;
+  // A UTF-16 code unit takes at most 3 UTF-8 bytes.
+  if (scratch.length < key.length * 3) scratch = new Uint8Array(key.length * 3);
+  const { written } = utf8.encodeInto(key, scratch);
+  return murmur3_32(scratch.subarray(0, written)) % maxParallelism;
 }
 
 /**
@@ -71,9 +79,10 @@ export function murmur3_32(data: Uint8Array, seed = 0): number {
   const c2 = 0x1b873593;
   let h = seed >>> 0;
   const blocks = data.length >>> 2;
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   for (let i = 0; i < blocks; i++) {
-    let k = view.getUint32(i * 4, true);
+    const at = i * 4;
+    // Little-endian 32-bit block.
+    let k = data[at]! | (data[at + 1]! << 8) | (data[at + 2]! << 16) | (data[at + 3]! << 24);
     k = Math.imul(k, c1);
     k = (k << 15) | (k >>> 17);
     k = Math.imul(k, c2);
