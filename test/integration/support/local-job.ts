@@ -238,7 +238,7 @@ async function waitUntilReady(
   tm: TaskManagerProcess,
   client: HttpTaskManagerClient,
   epoch: number,
-  timeoutMs = 20_000,
+  timeoutMs = 60_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
