@@ -1,0 +1,77 @@
+// The one status write of a reconcile pass: old status + plan + what was observed → new status.
+// Conditions follow metav1.Condition: lastTransitionTime changes only when the status flips.
+import type { Condition, StreamJob, StreamJobStatus } from "../api/streamjob.js";
+import type { Plan } from "./planner.js";
+import { serialiseSpec } from "./spec-changes.js";
+
+export interface StatusInput {
+  job: StreamJob;
+  plan: Plan;
+  now: number;
+  /** Why the coordinator considers checkpointing unhealthy (failure manager), if it does. */
+  checkpointFailure?: string;
+}
+
+export function nextStatus({ job, plan, now, checkpointFailure }: StatusInput): StreamJobStatus {
+  const old = job.status ?? {};
+  const generation = job.metadata.generation ?? 0;
+  const at = new Date(now).toISOString();
+  const set = (conditions: Condition[], type: string, value: boolean, reason: string, message: string) =>
+    upsertCondition(
+      conditions,
+      { type, status: value ? "True" : "False", reason, message, observedGeneration: generation },
+      at,
+    );
+
+  let conditions = old.conditions ?? [];
+  const running = plan.phase === "Running" && !plan.degraded;
+  conditions = set(conditions, "Ready", running, running ? "Running" : plan.reason, plan.message);
+  const progressing = !plan.degraded && plan.requeueAfterMs !== undefined && plan.phase !== "Failed";
+  conditions = set(conditions, "Progressing", progressing, progressing ? plan.reason : "Idle", plan.message);
+  conditions = plan.degraded
+    ? set(conditions, "Degraded", true, plan.reason, plan.message)
+    : set(
+        conditions,
+        "Degraded",
+        plan.phase === "Failed",
+        plan.phase === "Failed" ? plan.reason : "AsExpected",
+        plan.phase === "Failed" ? plan.message : "",
+      );
+  conditions = set(
+    conditions,
+    "CheckpointHealthy",
+    checkpointFailure === undefined,
+    checkpointFailure === undefined ? "CheckpointsCompleting" : "CheckpointsFailing",
+    checkpointFailure ??
+      (old.latestCheckpoint ? `latest checkpoint ${old.latestCheckpoint.id}` : "no checkpoint yet"),
+  );
+
+  return {
+    ...old,
+    phase: plan.phase,
+    observedGeneration: generation,
+    parallelism: plan.parallelism,
+    epoch: plan.epoch,
+    restarts: plan.restarts,
+    checkpointCounts: old.checkpointCounts ?? { completed: 0, failed: 0 },
+    ...(plan.restoredFrom && {
+      lastRestore: { checkpointId: plan.restoredFrom.checkpointId, path: plan.restoredFrom.manifestKey, at },
+    }),
+    conditions,
+    ...(plan.reconciled && { lastReconciledSpec: serialiseSpec(job.spec) }),
+  };
+}
+
+/** Sets one condition, keeping lastTransitionTime when its status did not change. */
+export function upsertCondition(
+  conditions: Condition[],
+  next: Omit<Condition, "lastTransitionTime">,
+  at: string,
+): Condition[] {
+  const previous = conditions.find((condition) => condition.type === next.type);
+  const lastTransitionTime = previous && previous.status === next.status ? previous.lastTransitionTime : at;
+  const updated: Condition = { ...next, lastTransitionTime };
+  return previous
+    ? conditions.map((condition) => (condition.type === next.type ? updated : condition))
+    : [...conditions, updated];
+}
