@@ -20,8 +20,10 @@ import {
 import { LocalJob } from "../test/integration/support/local-job.js";
 
 const configs = [1, 4, 16].flatMap((taskmanagers) => [1, 10].map((stateMb) => ({ taskmanagers, stateMb })));
-const checkpointWindowMs = Number(process.env.BENCH_WINDOW_MS ?? 12_000);
-const baselineWindowMs = 4_000;
+// Throughput on this machine wanders by tens of percent over a minute, so windows without and with
+// checkpoints alternate and their medians are compared.
+const windowMs = Number(process.env.BENCH_WINDOW_MS ?? 3_000);
+const rounds = 4;
 const intervalMs = 1_000;
 const rawUploadRounds = 10;
 
@@ -64,6 +66,12 @@ function minioPid(): number | undefined {
     processes: { name: string; pid: number }[];
   };
   return state.processes.find((p) => p.name === "minio")?.pid;
+}
+
+interface Window {
+  result: number;
+  taskManagers: number;
+  minio: number;
 }
 
 /** Cores used by the TaskManagers and by MinIO while `work` runs. */
@@ -140,10 +148,21 @@ async function measure(
     await job.deploy({ epoch: 1, parallelism: taskmanagers, program });
     await sleep(1_000); // every partition has written its key
 
-    const idle = await coresUsed(job, () => throughput(job, baselineWindowMs));
-    job.coordinator!.start();
-    const during = await coresUsed(job, () => throughput(job, checkpointWindowMs));
-    await job.coordinator!.stop();
+    const windows: Record<"idle" | "during", Window[]> = { idle: [], during: [] };
+    for (let round = 0; round < rounds; round++) {
+      windows.idle.push(await coresUsed(job, () => throughput(job, windowMs)));
+      job.coordinator!.start();
+      windows.during.push(await coresUsed(job, () => throughput(job, windowMs)));
+      await job.coordinator!.stop();
+    }
+    const median = (values: number[]) => percentile(values, 50);
+    const summary = (list: Window[]) => ({
+      records: median(list.map((w) => w.result)),
+      taskManagers: median(list.map((w) => w.taskManagers)),
+      minio: median(list.map((w) => w.minio)),
+    });
+    const idle = summary(windows.idle);
+    const during = summary(windows.during);
     const last = job.completed.at(-1);
     if (!last) throw new Error(`no checkpoint completed for ${taskmanagers} x ${stateMb} MB`);
     const manifest = await job.manifest(last.checkpointId);
@@ -163,8 +182,8 @@ async function measure(
     return {
       latencies: job.completed.map((c) => c.durationMs),
       raw,
-      idle: idle.result,
-      during: during.result,
+      idle: idle.records,
+      during: during.records,
       cores: { idle, during },
     };
   } finally {
@@ -224,7 +243,7 @@ async function main(): Promise<void> {
   );
   console.log(
     `\nwrote ${path.relative(repoRoot, file)}; state_mb is the whole job's state; ` +
-      `checkpoints every ${intervalMs} ms during a ${checkpointWindowMs / 1000} s window; ` +
+      `throughput: median of ${rounds} windows of ${windowMs / 1000} s without and with checkpoints every ${intervalMs} ms; ` +
       `ratio = p50 / raw upload of the same bytes`,
   );
 }
