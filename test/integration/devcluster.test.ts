@@ -84,6 +84,21 @@ test("a shell pod from an unmapped image runs with its own loopback IP and a kub
     const out = await kubectl("logs", "-n", ns, "env");
     return out.includes("POD_IP=") ? out : undefined;
   });
+  // kubectl describe shows what the kubelet would have recorded.
+  const reasons = await waitFor("the pod's events", async () => {
+    const out = await kubectl(
+      "get",
+      "events",
+      "-n",
+      ns,
+      "--field-selector",
+      "involvedObject.name=env",
+      "-o",
+      "jsonpath={.items[*].reason}",
+    );
+    return out.includes("Started") ? out.split(" ") : undefined;
+  });
+  expect(reasons).toEqual(expect.arrayContaining(["Scheduled", "Started"]));
   expect(logs.trim()).toBe(
     `POD_IP=${podIP} NAME=env NS=${ns} PASSWORD=s3cret MODE=fast CFG_level=3 GREETING=hello-env`,
   );
@@ -106,6 +121,16 @@ test("a pod that refers to a missing Secret waits with CreateContainerConfigErro
   expect(waiting.status!.containerStatuses![0]!.state!.waiting!.message).toContain(
     'secret "later" not found',
   );
+  // Past the 5 s retry: the kubelet would try again, without a second event for the same problem.
+  await new Promise((r) => setTimeout(r, 6000));
+  const failed = await waitFor("a Failed event", async () => {
+    const events = (await core.listNamespacedEvent({ namespace: ns })).items.filter(
+      (e) => e.reason === "Failed",
+    );
+    return events.length > 0 ? events : undefined;
+  });
+  expect(failed).toHaveLength(1); // one event per distinct problem, not one per retry
+  expect(failed[0]!.message).toBe('Error: secret "later" not found');
   await core.createNamespacedSecret({
     namespace: ns,
     body: { metadata: { name: "later" }, stringData: { token: "t" } },

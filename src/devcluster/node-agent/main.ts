@@ -180,6 +180,36 @@ const sources = {
   caCert: () => caCert,
 };
 
+/** Best effort, like the kubelet's: a lost event is not worth failing anything for. */
+function recordEvent(pod: V1Pod, type: "Normal" | "Warning", reason: string, message: string): void {
+  const now = new Date();
+  const namespace = pod.metadata!.namespace!;
+  core
+    .createNamespacedEvent({
+      namespace,
+      body: {
+        metadata: { generateName: `${pod.metadata!.name}.` },
+        involvedObject: {
+          apiVersion: "v1",
+          kind: "Pod",
+          name: pod.metadata!.name,
+          namespace,
+          uid: pod.metadata!.uid,
+        },
+        type,
+        reason,
+        message,
+        source: { component: "devcluster-node-agent", host: nodeName },
+        reportingComponent: "devcluster-node-agent",
+        reportingInstance: nodeName,
+        firstTimestamp: now,
+        lastTimestamp: now,
+        count: 1,
+      },
+    })
+    .catch((err: Error) => log.warn({ err, reason }, "recording an event failed"));
+}
+
 const runners = new Map<string, PodRunner>();
 const ips = new PodIPAllocator();
 
@@ -200,6 +230,7 @@ async function bindIfFits(pod: V1Pod): Promise<void> {
         target: { apiVersion: "v1", kind: "Node", name: nodeName },
       },
     });
+    recordEvent(pod, "Normal", "Scheduled", `Successfully assigned ${keyOf(pod)} to ${nodeName}`);
   } catch (err) {
     if ((err as { code?: number }).code !== 409) log.warn({ err, pod: keyOf(pod) }, "binding failed");
   }
@@ -269,6 +300,7 @@ async function syncPod(pod: V1Pod): Promise<void> {
     logDir,
     apiserver: { host: apiserverUrl.hostname, port: apiserverUrl.port },
     log: podLog,
+    recordEvent,
     reportStatus: async (p, status) => {
       if (!runners.has(uid)) return;
       await core.patchNamespacedPodStatus(

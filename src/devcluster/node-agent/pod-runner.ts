@@ -26,6 +26,8 @@ export interface PodRunnerDeps {
   imageMap: ImageMap;
   /** Writes the pod's status subresource. */
   reportStatus(pod: V1Pod, status: V1Pod["status"]): Promise<void>;
+  /** A Kubernetes Event about the pod, as the kubelet records them for `kubectl describe`. */
+  recordEvent(pod: V1Pod, type: "Normal" | "Warning", reason: string, message: string): void;
   podDir: string;
   logDir: string;
   podIP: string;
@@ -135,6 +137,8 @@ export class PodRunner {
       (c) => c.process && c.process.exitCode === null && c.process.signalCode === null,
     );
     for (const c of this.containers) c.timers.forEach(clearTimeout);
+    for (const c of running)
+      this.deps.recordEvent(this.pod, "Normal", "Killing", `Stopping container ${c.spec.name}`);
     await Promise.all(running.map((c) => this.kill(c, graceSeconds, "stop")));
     rmSync(this.deps.podDir, { recursive: true, force: true });
   }
@@ -154,6 +158,7 @@ export class PodRunner {
       err instanceof ContainerConfigError ? "CreateContainerConfigError" : "CreateContainerError";
     for (const c of this.containers) c.state = { waiting: { reason, message: (err as Error).message } };
     this.deps.log.warn({ err }, "pod cannot start");
+    this.deps.recordEvent(this.pod, "Warning", "Failed", `Error: ${(err as Error).message}`);
     this.markDirty();
   }
 
@@ -210,7 +215,11 @@ export class PodRunner {
       } catch (err) {
         const reason =
           err instanceof ContainerConfigError ? "CreateContainerConfigError" : "CreateContainerError";
-        c.state = { waiting: { reason, message: (err as Error).message } };
+        const message = (err as Error).message;
+        // Retried every 5 s: one event per distinct problem, not one per retry.
+        if (c.state.waiting?.message !== message)
+          this.deps.recordEvent(this.pod, "Warning", "Failed", `Error: ${message}`);
+        c.state = { waiting: { reason, message } };
         this.markDirty();
         // Like the kubelet, try again: the missing Secret may appear.
         c.timers.push(setTimeout(() => this.startContainer(c, onExit), 5_000));
@@ -243,6 +252,7 @@ export class PodRunner {
         c.probeFailures = { readiness: 0, liveness: 0 };
         c.probeSuccesses = 0;
         this.markDirty();
+        this.deps.recordEvent(this.pod, "Normal", "Started", `Started container ${spec.name}`);
         if (!c.init) this.startProbes(c);
       });
       child.on("error", (err) =>
@@ -282,6 +292,12 @@ export class PodRunner {
               message: `back-off ${delay / 1000}s restarting failed container=${spec.name}`,
             },
           };
+          this.deps.recordEvent(
+            this.pod,
+            "Warning",
+            "BackOff",
+            `Back-off restarting failed container ${spec.name}`,
+          );
           c.timers.push(
             setTimeout(() => {
               c.restartCount++;
@@ -332,6 +348,13 @@ export class PodRunner {
       if (++c.probeFailures.readiness >= (probe.failureThreshold ?? 3)) c.ready = false;
     }
     if (before !== c.ready) this.markDirty();
+    if (before && !c.ready)
+      this.deps.recordEvent(
+        this.pod,
+        "Warning",
+        "Unhealthy",
+        `Readiness probe of container ${c.spec.name} failed`,
+      );
   }
 
   private onLiveness(c: ContainerRuntime, probe: V1Probe, ok: boolean): void {
@@ -341,6 +364,18 @@ export class PodRunner {
     }
     if (++c.probeFailures.liveness >= (probe.failureThreshold ?? 3)) {
       this.deps.log.info({ container: c.spec.name }, "liveness probe failed, restarting container");
+      this.deps.recordEvent(
+        this.pod,
+        "Warning",
+        "Unhealthy",
+        `Liveness probe of container ${c.spec.name} failed`,
+      );
+      this.deps.recordEvent(
+        this.pod,
+        "Normal",
+        "Killing",
+        `Container ${c.spec.name} failed liveness probe, will be restarted`,
+      );
       void this.kill(c, this.pod.spec?.terminationGracePeriodSeconds ?? 30, "liveness");
     }
   }
