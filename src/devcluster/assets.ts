@@ -8,7 +8,7 @@
 //     etcd-v3.6.16/etcd ...
 // Like envtest, TEST_ASSET_<BINARY> and KUBEBUILDER_ASSETS point at binaries a user already has.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -261,8 +261,4 @@ export async function ensureAssets(
   mkdirSync(assetsCacheDir(), { recursive: true });
   for (const component of todo) await buildComponent(component, log);
   return resolveAllBinaries();
-}
-
-export function assetsExist(): boolean {
-  return componentsToBuild().length === 0 && existsSync(assetsCacheDir());
 }

@@ -47,21 +47,35 @@ export function startLogServer(options: LogServerOptions): https.Server {
         offset = statSync(file).size;
       }
       const follow = url.searchParams.get("follow") === "true";
-      const sendFrom = (start: number, done?: () => void) => {
-        const size = statSync(file).size;
-        if (size <= start) return (done?.(), start);
-        createReadStream(file, { start, end: size - 1 })
-          .on("end", () => done?.())
-          .pipe(res, { end: false });
-        return size;
-      };
       if (!follow) {
         if (tail !== null) res.end();
-        else sendFrom(0, () => res.end());
+        else createReadStream(file).pipe(res);
         return;
       }
-      offset = tail !== null ? offset : sendFrom(0);
-      const watcher = watch(file, () => (offset = sendFrom(offset)));
+      // One read stream at a time, so followed output never interleaves or repeats.
+      let sending = false;
+      let again = false;
+      const pump = (): void => {
+        if (sending) {
+          again = true;
+          return;
+        }
+        const size = statSync(file).size;
+        if (size <= offset) return;
+        sending = true;
+        createReadStream(file, { start: offset, end: size - 1 })
+          .on("end", () => {
+            sending = false;
+            if (again) {
+              again = false;
+              pump();
+            }
+          })
+          .pipe(res, { end: false });
+        offset = size;
+      };
+      pump();
+      const watcher = watch(file, pump);
       req.on("close", () => watcher.close());
     },
   );
