@@ -92,11 +92,16 @@ export class CheckpointCoordinator {
     this.schedule(0);
   }
 
-  /** Stops scheduling, aborts what is in flight (telling the tasks) and waits for it to settle. */
+  /**
+   * Stops scheduling, aborts what is still collecting acks (telling the tasks) and waits until
+   * nothing is in flight. Only after this may a restore target be chosen: until then a checkpoint
+   * newer than the one found in storage can still complete and its output be committed.
+   */
   async stop(reason = "the coordinator stopped"): Promise<void> {
     this.started = false;
     clearTimeout(this.timer);
-    for (const pending of this.pending.values()) pending.abort(reason);
+    // A checkpoint already committing may have its manifest written: it finishes, not aborts.
+    for (const pending of this.pending.values()) if (pending.state === "pending") pending.abort(reason);
     await Promise.allSettled([...this.running]);
     await this.cleaning;
   }

@@ -20,6 +20,7 @@ import {
   type CoordinatorEvents,
 } from "../../../src/coordinator/checkpoint-coordinator.js";
 import { CheckpointIdCounter } from "../../../src/coordinator/checkpoint-id-counter.js";
+import { latestCompletedCheckpoint } from "../../../src/coordinator/completed-checkpoints.js";
 import { HttpTaskManagerClient } from "../../../src/coordinator/http-task-manager-client.js";
 import type { TaskManagerClient } from "../../../src/coordinator/interfaces.js";
 import type { SchedulerPolicy } from "../../../src/coordinator/scheduler.js";
@@ -181,6 +182,21 @@ export class LocalJob {
     const previous = this.deployment!;
     await this.stop();
     await this.deploy({ ...previous, restoreFrom: undefined, ...change, epoch: previous.epoch + 1 });
+  }
+
+  /**
+   * What a failure calls for: stop everything, and only then pick the newest completed checkpoint
+   * (a checkpoint that was committing can still complete until the coordinator has stopped) and
+   * redeploy from it.
+   */
+  async restartFromLatestCheckpoint(): Promise<number> {
+    await this.stop();
+    const { latest } = await latestCompletedCheckpoint(this.snapshots, this.job);
+    if (latest === null) throw new Error("no completed checkpoint to restart from");
+    await this.redeploy({
+      restoreFrom: { checkpointId: latest.checkpointId, manifestKey: latest.manifestKey },
+    });
+    return latest.checkpointId;
   }
 
   async manifest(checkpointId: number): Promise<CheckpointManifest> {
