@@ -30,9 +30,11 @@ import type { Phase, StreamJob } from "../api/streamjob.js";
 import { desiredChildren, type RestoreTarget } from "./desired.js";
 import { strongestSpecChange } from "./spec-changes.js";
 
-/** A TaskManager pod as the planner needs it; the observer (not written yet) builds it from a V1Pod. */
+/** A TaskManager pod as the planner needs it; observe-pod.ts builds it from a V1Pod. */
 export interface ObservedPod {
   name: string;
+  /** Where the coordinator reaches the TaskManager; undefined until the pod has an IP. */
+  podIP?: string;
   /** From the epoch label; undefined when the label is missing or not a number. */
   epoch: number | undefined;
   taskIndex: number | undefined;
@@ -66,6 +68,8 @@ export interface Observed {
   /** spec.restoreFrom looked up in storage: undefined when the spec has none, null when not found. */
   initialRestore?: RestoreTarget | null;
   snapshot?: SnapshotObservation;
+  /** The coordinator's failure manager asks for a restart (too many checkpoints failed in a row). */
+  coordinatorFailure?: string;
   /** When the Degraded condition became True, if it is. */
   degradedSince?: number;
   now: number;
@@ -231,7 +235,9 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
       const taken = snapshot(kind, `${change.kind}:${job.metadata.generation ?? 0}`);
       if (taken.state === "pending")
         return waitFor("SpecChanging", `${change.reason}; waiting for the ${kind}`);
-      if (taken.state === "completed") target = taken.target;
+      // A periodic checkpoint may have completed after the snapshot; the newest state wins.
+      if (taken.state === "completed" && taken.target.checkpointId > (target?.checkpointId ?? 0))
+        target = taken.target;
     }
     stop(change.reason);
     deleteCurrent(change.reason);
@@ -247,7 +253,8 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
     return { ...base, actions, reason: "Failed", message: `job failed; change the spec to redeploy` };
 
   // ── failures of the current epoch ──
-  const failure = findFailure(current, base.parallelism, now, options.unreadyTimeoutMs);
+  const failure =
+    findFailure(current, base.parallelism, now, options.unreadyTimeoutMs) ?? observed.coordinatorFailure;
   const imageFailure = current.find((pod) => pod.waitingReason && IMAGE_FAILURES.has(pod.waitingReason));
   if (!failure && imageFailure) {
     return {

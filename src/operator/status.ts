@@ -43,7 +43,8 @@ export function nextStatus({ job, plan, now, checkpointFailure }: StatusInput): 
     checkpointFailure === undefined,
     checkpointFailure === undefined ? "CheckpointsCompleting" : "CheckpointsFailing",
     checkpointFailure ??
-      (old.latestCheckpoint ? `latest checkpoint ${old.latestCheckpoint.id}` : "no checkpoint yet"),
+      // No checkpoint id here: it would make every checkpoint rewrite the condition.
+      (old.latestCheckpoint ? "checkpoints are completing" : "no checkpoint yet"),
   );
 
   return {

@@ -1,0 +1,355 @@
+// One reconcile pass of one StreamJob, level-based (it never asks what event woke it):
+//
+//   1. read the StreamJob and its pods from the API server (quorum reads, so a pass never acts on a
+//      cache that has not yet seen the previous pass's writes)
+//   2. observe storage and the coordinator: the storage Secret, the newest restorable checkpoint
+//   3. plan (pure, planner.ts); if the plan stops a running coordinator, stop it and plan again:
+//      a checkpoint can still commit until the coordinator has stopped, so the restore target may
+//      only be read from storage after that
+//   4. apply the actions in order
+//   5. write status once (status.ts), only the fields the reconciler owns, only when changed
+import { randomBytes } from "node:crypto";
+import type { V1Pod } from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import { isDeepStrictEqual } from "node:util";
+import { manifestKey } from "../api/object-layout.js";
+import type { JobRef } from "../api/protocol.js";
+import { parseStreamJobSpec, StreamJobStatus, type StreamJob } from "../api/streamjob.js";
+import { CheckpointIdCounter } from "../coordinator/checkpoint-id-counter.js";
+import { latestCompletedCheckpoint, missingParts } from "../coordinator/completed-checkpoints.js";
+import {
+  ensureBucket,
+  MinioObjectStore,
+  storageConfigFromSecret,
+  type StorageConfig,
+} from "../storage/minio-object-store.js";
+import { ObjectSnapshotStore } from "../storage/snapshot-store.js";
+import { ownerReference, type RestoreTarget } from "./desired.js";
+import { jobKey, type JobCoordinators } from "./job-coordinators.js";
+import { isNotFound, type KubeGateway } from "./kube-gateway.js";
+import type { OperatorMetrics } from "./metrics.js";
+import { jobSelector, LABELS, OPERATOR_NAME, TOKEN_SECRET_KEY, tokenSecretName } from "./names.js";
+import { observePod } from "./observe-pod.js";
+import { plan, type Action, type Observed, type Plan, type PlannerOptions } from "./planner.js";
+import { nextStatus, upsertCondition } from "./status.js";
+
+export interface ReconcilerDeps {
+  gateway: KubeGateway;
+  coordinators: JobCoordinators;
+  metrics: OperatorMetrics;
+  log: Logger;
+  now(): number;
+  planner: PlannerOptions;
+}
+
+/** Status fields the checkpoint coordinator writes; the reconciler's patch leaves them alone. */
+const COORDINATOR_FIELDS = ["latestCheckpoint", "latestSavepoint", "checkpointCounts"] as const;
+
+interface Storage {
+  config: StorageConfig;
+  snapshots: ObjectSnapshotStore;
+  bucket: string;
+}
+
+interface Observation {
+  observed: Observed;
+  pods: V1Pod[];
+  token?: string;
+  storage?: Storage;
+}
+
+export class Reconciler {
+  constructor(private readonly deps: ReconcilerDeps) {}
+
+  /** Resolves with when to look again (undefined: on the next event); throws to be retried with backoff. */
+  async reconcile(key: string): Promise<{ requeueAfterMs?: number }> {
+    const [namespace, name] = key.split("/") as [string, string];
+    const log = this.deps.log.child({ namespace, name, reconcile: randomBytes(4).toString("hex") });
+    const raw = (await this.deps.gateway.getStreamJob(namespace, name)) as StreamJob | null;
+    if (raw === null || raw.metadata.deletionTimestamp) {
+      // Pods carry owner references: the garbage collector removes them. Checkpoints stay in storage.
+      await this.deps.coordinators.forget(key);
+      if (raw?.metadata.uid) this.deps.gateway.forgetEvents(raw.metadata.uid);
+      log.debug("StreamJob gone; coordinator stopped");
+      return {};
+    }
+    const parsed = parseStreamJobSpec(raw.spec);
+    if (!parsed.ok) return this.refuseSpec(raw, parsed.error, log);
+    const status = StreamJobStatus.safeParse(raw.status ?? {});
+    const job: StreamJob = { ...raw, spec: parsed.spec, status: status.success ? status.data : {} };
+
+    let observation = await this.observe(job);
+    let decided = plan(observation.observed, this.deps.planner);
+    const stop = decided.actions.find((action) => action.type === "StopCoordinator");
+    if (stop && this.deps.coordinators.isRunning(key)) {
+      await this.deps.coordinators.stop(key, stop.reason);
+      observation = await this.observe(job);
+      decided = plan(observation.observed, this.deps.planner);
+    }
+    log.debug(
+      { phase: decided.phase, reason: decided.reason, actions: decided.actions.map((a) => a.type) },
+      "planned",
+    );
+    await this.apply(job, decided.actions, observation, log);
+    const eventRecorded = decided.actions.some((action) => action.type === "RecordEvent");
+    await this.writeStatus(job, decided, eventRecorded, log);
+    return decided.requeueAfterMs === undefined ? {} : { requeueAfterMs: decided.requeueAfterMs };
+  }
+
+  private async observe(job: StreamJob): Promise<Observation> {
+    const { gateway, coordinators, now } = this.deps;
+    const ref = refOf(job);
+    const key = jobKey(ref);
+    const pods = (await gateway.listPods(ref.namespace, jobSelector(ref.name))).filter((pod) =>
+      pod.metadata?.ownerReferences?.some((owner) => owner.uid === job.metadata.uid),
+    );
+    const observedPods = pods.map(observePod);
+    const tokenSecret = await gateway.getSecret(ref.namespace, tokenSecretName(ref.name));
+    const token = tokenSecret?.data?.[TOKEN_SECRET_KEY];
+    const epoch = Math.max(job.status?.epoch ?? 0, ...observedPods.map((pod) => pod.epoch ?? 0));
+    const degraded = job.status?.conditions?.find((c) => c.type === "Degraded" && c.status === "True");
+    const observed: Observed = {
+      job,
+      pods: observedPods,
+      tokenSecretExists: token !== undefined,
+      storage: { ok: false, message: "" },
+      latestCompleted: null,
+      snapshot: coordinators.snapshotOf(key),
+      coordinatorFailure: coordinators.restartRequestOf(key, epoch),
+      ...(degraded && { degradedSince: Date.parse(degraded.lastTransitionTime) }),
+      now: now(),
+    };
+    let storage: Storage;
+    try {
+      storage = await this.storage(job);
+      // While a coordinator runs, a plan that needs the restore target stops it and observes again.
+      if (!coordinators.isRunning(key)) {
+        await ensureBucket(storage.snapshots.objects as MinioObjectStore);
+        const { latest } = await latestCompletedCheckpoint(storage.snapshots, ref);
+        observed.latestCompleted = latest && {
+          checkpointId: latest.checkpointId,
+          manifestKey: latest.manifestKey,
+        };
+        if (job.spec.restoreFrom && epoch === 0)
+          observed.initialRestore = await this.resolveRestoreFrom(job, storage);
+      }
+      observed.storage = { ok: true, endpoint: storage.config.endpoint, region: storage.config.region };
+    } catch (err) {
+      observed.storage = { ok: false, message: (err as Error).message };
+      return { observed, pods, ...(token && { token: decode(token) }) };
+    }
+    return { observed, pods, storage, ...(token && { token: decode(token) }) };
+  }
+
+  private readonly stores = new Map<string, { fingerprint: string; storage: Storage }>();
+
+  /** The job's checkpoint storage from its Secret; the client is reused while the Secret is unchanged. */
+  private async storage(job: StreamJob): Promise<Storage> {
+    const ref = refOf(job);
+    const { secretName, bucket, prefix } = job.spec.checkpoint.storage;
+    const secret = await this.deps.gateway.getSecret(ref.namespace, secretName);
+    if (secret === null) throw new Error(`Secret ${secretName} not found in namespace ${ref.namespace}`);
+    const fingerprint = `${secret.metadata?.uid}/${secret.metadata?.resourceVersion}/${bucket}/${prefix}`;
+    const cached = this.stores.get(jobKey(ref));
+    if (cached?.fingerprint === fingerprint) return cached.storage;
+    const data = Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, decode(v)]));
+    const config = storageConfigFromSecret(data);
+    const objects = new MinioObjectStore({ ...config, bucket });
+    const storage = { config, snapshots: new ObjectSnapshotStore(objects, prefix), bucket };
+    this.stores.set(jobKey(ref), { fingerprint, storage });
+    return storage;
+  }
+
+  /** spec.restoreFrom as a verified restore target, or null when it is not there (or unusable). */
+  private async resolveRestoreFrom(job: StreamJob, storage: Storage): Promise<RestoreTarget | null> {
+    const from = job.spec.restoreFrom!;
+    const ref = refOf(job);
+    const candidates = from.path
+      ? [from.path]
+      : (["checkpoint", "savepoint"] as const).map((kind) =>
+          manifestKey({
+            basePrefix: job.spec.checkpoint.storage.prefix,
+            ...ref,
+            kind,
+            checkpointId: from.checkpointId!,
+          }),
+        );
+    for (const key of candidates) {
+      const manifest = await storage.snapshots.getManifest(key).catch(() => null);
+      if (manifest === null) continue;
+      // The TaskManagers refuse these too; refusing here says why instead of crash-looping pods.
+      if (manifest.job.namespace !== ref.namespace || manifest.job.name !== ref.name) continue;
+      if (manifest.maxParallelism !== job.spec.maxParallelism) continue;
+      if ((await missingParts(storage.snapshots, manifest)).length > 0) continue;
+      return { checkpointId: manifest.checkpointId, manifestKey: key };
+    }
+    return null;
+  }
+
+  private async apply(
+    job: StreamJob,
+    actions: Action[],
+    observation: Observation,
+    log: Logger,
+  ): Promise<void> {
+    const { gateway, coordinators } = this.deps;
+    const ref = refOf(job);
+    const key = jobKey(ref);
+    for (const action of actions) {
+      switch (action.type) {
+        case "CreateTokenSecret":
+          await gateway.createSecret({
+            apiVersion: "v1",
+            kind: "Secret",
+            metadata: {
+              name: action.name,
+              namespace: ref.namespace,
+              labels: { [LABELS.managedBy]: OPERATOR_NAME, [LABELS.job]: jobSelector(ref.name)[LABELS.job]! },
+              ownerReferences: [ownerReference(job)],
+            },
+            type: "Opaque",
+            stringData: { [TOKEN_SECRET_KEY]: randomBytes(32).toString("base64url") },
+          });
+          log.info({ secret: action.name }, "token Secret created");
+          break;
+        case "CreatePod":
+          await gateway.applyPod(action.pod);
+          log.info({ pod: action.pod.metadata?.name }, "TaskManager pod created");
+          break;
+        case "DeletePod":
+          await gateway.deletePod(ref.namespace, action.name);
+          log.info({ pod: action.name, reason: action.reason }, "TaskManager pod deleted");
+          break;
+        case "StopCoordinator":
+          await coordinators.stop(key, action.reason);
+          break;
+        case "StartCoordinator": {
+          const { storage, token } = observation;
+          if (!storage || !token) throw new Error("cannot start the coordinator without storage and token");
+          const pods = observation.observed.pods.filter((pod) => pod.epoch === action.epoch && !pod.deleting);
+          await coordinators.start(
+            {
+              job,
+              epoch: action.epoch,
+              parallelism: action.parallelism,
+              pods,
+              token,
+              store: storage.snapshots,
+              bucket: storage.bucket,
+            },
+            async () => {
+              const stored = await storage.snapshots.listCheckpoints(ref);
+              const recorded = Math.max(
+                job.status?.latestCheckpoint?.id ?? 0,
+                job.status?.latestSavepoint?.id ?? 0,
+              );
+              return CheckpointIdCounter.resume(
+                recorded,
+                stored.map((c) => c.checkpointId),
+              );
+            },
+          );
+          break;
+        }
+        case "TakeSnapshot":
+          coordinators.takeSnapshot(key, action.kind, action.purpose);
+          log.info({ kind: action.kind, purpose: action.purpose }, "snapshot requested");
+          break;
+        case "RecordEvent":
+          await this.event(job, action.eventType, action.reason, action.message, log);
+          break;
+      }
+    }
+  }
+
+  private async writeStatus(
+    job: StreamJob,
+    decided: Plan,
+    eventRecorded: boolean,
+    log: Logger,
+  ): Promise<void> {
+    const ref = refOf(job);
+    const old = job.status ?? {};
+    const checkpointFailure = this.deps.coordinators.checkpointFailureOf(jobKey(ref));
+    const computed = nextStatus({
+      job,
+      plan: decided,
+      now: this.deps.now(),
+      ...(checkpointFailure && { checkpointFailure }),
+    });
+    const patch: Record<string, unknown> = { ...computed };
+    for (const field of COORDINATOR_FIELDS) delete patch[field];
+    const current: Record<string, unknown> = { ...old };
+    for (const field of COORDINATOR_FIELDS) delete current[field];
+    if (isDeepStrictEqual(patch, current)) return;
+
+    if (decided.restarts > (old.restarts ?? 0)) this.deps.metrics.restarts.inc(ref);
+    // One event per change a person should see: a new phase, or a new reason to be degraded.
+    const wasDegraded = old.conditions?.find((c) => c.type === "Degraded" && c.status === "True");
+    if (decided.degraded && wasDegraded?.reason !== decided.reason) {
+      await this.event(job, "Warning", decided.reason, decided.message, log);
+    } else if (!decided.degraded && decided.phase !== old.phase) {
+      await this.event(
+        job,
+        decided.phase === "Failed" ? "Warning" : "Normal",
+        decided.phase,
+        decided.message,
+        log,
+      );
+    }
+    if (!(await this.deps.gateway.patchStatus(ref.namespace, ref.name, patch))) return;
+    log.info(
+      { phase: decided.phase, epoch: decided.epoch, reason: decided.reason, message: decided.message },
+      "status updated",
+    );
+  }
+
+  /** A spec the CRD let through but the operator cannot use (an older CRD installed): say so, once. */
+  private async refuseSpec(job: StreamJob, error: string, log: Logger): Promise<{ requeueAfterMs?: number }> {
+    const generation = job.metadata.generation ?? 0;
+    const conditions = job.status?.conditions ?? [];
+    const already = conditions.find(
+      (c) => c.type === "Degraded" && c.reason === "SpecInvalid" && c.observedGeneration === generation,
+    );
+    if (already) return {};
+    log.warn({ error }, "spec refused");
+    await this.event(job, "Warning", "SpecInvalid", error, log);
+    const at = new Date(this.deps.now()).toISOString();
+    const degraded = upsertCondition(
+      conditions,
+      {
+        type: "Degraded",
+        status: "True",
+        reason: "SpecInvalid",
+        message: error,
+        observedGeneration: generation,
+      },
+      at,
+    );
+    await this.deps.gateway.patchStatus(refOf(job).namespace, refOf(job).name, { conditions: degraded });
+    // Waiting for a new generation, not retrying: the informer brings the fix.
+    return {};
+  }
+
+  private async event(
+    job: StreamJob,
+    type: "Normal" | "Warning",
+    reason: string,
+    message: string,
+    log: Logger,
+  ) {
+    try {
+      await this.deps.gateway.recordEvent({ job, type, reason, message });
+    } catch (err) {
+      if (!isNotFound(err)) log.warn({ err, reason }, "recording an event failed");
+    }
+  }
+}
+
+function refOf(job: StreamJob): JobRef {
+  return { namespace: job.metadata.namespace ?? "default", name: job.metadata.name! };
+}
+
+function decode(base64: string): string {
+  return Buffer.from(base64, "base64").toString("utf8");
+}
