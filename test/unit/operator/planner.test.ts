@@ -312,6 +312,25 @@ describe("plan", () => {
     });
   });
 
+  it("a checkpoint newer than the upgrade's savepoint wins: it holds the newest state", () => {
+    const savepoint = { checkpointId: 5, manifestKey: "checkpoints/default/orders/savepoint-5/_metadata" };
+    const result = plan(
+      observed({
+        spec: { image: "x:2" },
+        reconciled: {},
+        snapshot: { purpose: "upgrade:2", state: "completed", target: savepoint },
+      }),
+    );
+    expect(result.restoredFrom).toEqual(CHK_7);
+  });
+
+  it("the coordinator's failure manager giving up restarts the job like a failed pod", () => {
+    const result = plan(observed({ coordinatorFailure: "4 consecutive checkpoints failed" }));
+    expect(result).toMatchObject({ phase: "Restarting", epoch: 2, restarts: 1, restoredFrom: CHK_7 });
+    expect(result.message).toMatch(/^4 consecutive checkpoints failed; restarting from checkpoint 7/);
+    expect(summary(result)[0]).toBe("StopCoordinator");
+  });
+
   it("upgrade of a job that is not running redeploys from the latest checkpoint without waiting", () => {
     const result = plan(
       observed({
