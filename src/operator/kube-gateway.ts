@@ -128,23 +128,6 @@ export class KubeGateway {
     }
   }
 
-  /** Sets or removes a finalizer with a merge patch guarded by resourceVersion (a conflict retries the pass). */
-  async setFinalizers(job: StreamJob, finalizers: string[]): Promise<void> {
-    const { namespace, name, resourceVersion } = job.metadata;
-    await this.custom.patchNamespacedCustomObject(
-      {
-        group: GROUP,
-        version: VERSION,
-        namespace: namespace!,
-        plural: PLURAL,
-        name: name!,
-        body: { metadata: { finalizers, resourceVersion } },
-        fieldManager: FIELD_MANAGER,
-      },
-      mergePatch,
-    );
-  }
-
   /**
    * Records an Event on the StreamJob. With `aggregate`, repeats of the same reason update one Event
    * (count, last time, latest message) like client-go's correlator, so a checkpoint every few

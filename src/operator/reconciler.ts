@@ -69,6 +69,7 @@ export class Reconciler {
     if (raw === null || raw.metadata.deletionTimestamp) {
       // Pods carry owner references: the garbage collector removes them. Checkpoints stay in storage.
       await this.deps.coordinators.forget(key);
+      this.stores.delete(key);
       if (raw?.metadata.uid) this.deps.gateway.forgetEvents(raw.metadata.uid);
       log.debug("StreamJob gone; coordinator stopped");
       return {};

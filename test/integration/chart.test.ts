@@ -124,9 +124,9 @@ const OPERATOR_RULES: PolicyRule[] = [
   {
     apiGroups: ["streamjob.dev"],
     resources: ["streamjobs"],
-    verbs: ["get", "list", "watch", "patch", "update"],
+    verbs: ["get", "list", "watch"],
   },
-  { apiGroups: ["streamjob.dev"], resources: ["streamjobs/status"], verbs: ["get", "patch", "update"] },
+  { apiGroups: ["streamjob.dev"], resources: ["streamjobs/status"], verbs: ["patch"] },
   { apiGroups: ["streamjob.dev"], resources: ["streamjobs/finalizers"], verbs: ["update"] },
   { apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch", "create", "delete", "patch"] },
   { apiGroups: [""], resources: ["secrets"], verbs: ["get", "create"] },

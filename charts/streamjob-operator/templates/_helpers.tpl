@@ -83,10 +83,10 @@ whether replicas > 1. More than one replica without leader election is refused.
 {{- define "streamjob-operator.rules" -}}
 - apiGroups: ["streamjob.dev"]
   resources: ["streamjobs"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["streamjob.dev"]
   resources: ["streamjobs/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["streamjob.dev"]
   resources: ["streamjobs/finalizers"]
   verbs: ["update"]
