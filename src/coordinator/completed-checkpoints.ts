@@ -2,7 +2,7 @@
 // savepoint whose manifest exists and parses, and whose parts are all still there.
 import { MANIFEST_NAME } from "../api/object-layout.js";
 import type { CheckpointManifest, JobRef } from "../api/protocol.js";
-import type { SnapshotStore } from "./interfaces.js";
+import { CorruptManifestError, type SnapshotStore } from "./interfaces.js";
 
 export interface RestorableCheckpoint {
   checkpointId: number;
@@ -29,25 +29,43 @@ export async function missingParts(store: SnapshotStore, manifest: CheckpointMan
   return problems;
 }
 
-export async function latestCompletedCheckpoint(store: SnapshotStore, job: JobRef): Promise<LatestCompleted> {
+export interface LatestCompletedOptions {
+  /** Milliseconds: checkpoints completed before this are not considered (an older job of the same name). */
+  completedAfter?: number;
+}
+
+/**
+ * Only a corrupt manifest or a missing part passes a checkpoint over; any other error (the store
+ * unreachable) rejects, so a passing outage never makes an older checkpoint look like the newest.
+ */
+export async function latestCompletedCheckpoint(
+  store: SnapshotStore,
+  job: JobRef,
+  options: LatestCompletedOptions = {},
+): Promise<LatestCompleted> {
   const candidates = (await store.listCheckpoints(job))
     .filter((dir) => dir.objectKeys.includes(`${dir.directory}${MANIFEST_NAME}`))
     .sort((a, b) => b.checkpointId - a.checkpointId);
   const skipped: LatestCompleted["skipped"] = [];
   for (const dir of candidates) {
     const manifestKey = `${dir.directory}${MANIFEST_NAME}`;
+    let manifest: CheckpointManifest | null;
     try {
-      const manifest = await store.getManifest(manifestKey);
-      if (manifest === null) continue; // deleted since the listing
-      const problems = await missingParts(store, manifest);
-      if (problems.length > 0) {
-        skipped.push({ checkpointId: dir.checkpointId, reason: problems.join("; ") });
-        continue;
-      }
-      return { latest: { checkpointId: dir.checkpointId, manifestKey, manifest }, skipped };
+      manifest = await store.getManifest(manifestKey);
     } catch (err) {
-      skipped.push({ checkpointId: dir.checkpointId, reason: (err as Error).message });
+      if (!(err instanceof CorruptManifestError)) throw err;
+      skipped.push({ checkpointId: dir.checkpointId, reason: err.message });
+      continue;
     }
+    if (manifest === null) continue; // deleted since the listing
+    // Ids only grow, so every checkpoint after this one is older still.
+    if (options.completedAfter !== undefined && manifest.completedAt < options.completedAfter) break;
+    const problems = await missingParts(store, manifest);
+    if (problems.length > 0) {
+      skipped.push({ checkpointId: dir.checkpointId, reason: problems.join("; ") });
+      continue;
+    }
+    return { latest: { checkpointId: dir.checkpointId, manifestKey, manifest }, skipped };
   }
   return { latest: null, skipped };
 }

@@ -50,6 +50,16 @@ export interface StoredCheckpoint {
   objectKeys: string[];
 }
 
+/** A manifest object exists but is not a valid manifest for where it sits (getManifest rejects with it). */
+export class CorruptManifestError extends Error {
+  constructor(
+    readonly key: string,
+    reason: string,
+  ) {
+    super(`manifest ${key} is corrupt: ${reason}`);
+  }
+}
+
 /** Checkpoint objects in one bucket under one base prefix (see src/api/object-layout.ts). */
 export interface SnapshotStore {
   /** Writes `_metadata` in one PUT (the commit point) and resolves with its key. */

@@ -7,7 +7,7 @@ import * as Minio from "minio";
 import { z } from "zod";
 import { ObjectNotFoundError, type ObjectStore, type StoredObject } from "./object-store.js";
 
-/** The Secret (in the operator's namespace) holding `endpoint`, `accessKey`, `secretKey`, `region`. */
+/** The default name of the Secret (in the job's namespace) holding `endpoint`, `accessKey`, `secretKey`, `region`. */
 export const STORAGE_SECRET_NAME = "streamjob-storage";
 
 /** S3's lower bound for every part of a multipart upload but the last. */
@@ -46,7 +46,10 @@ export type StorageConfig = z.infer<typeof StorageSecretData>;
  * Parses the data of the `streamjob-storage` Secret (values already base64-decoded), rejecting with
  * an error that names each missing or bad key and never repeats a value.
  */
-export function storageConfigFromSecret(data: Record<string, string>): StorageConfig {
+export function storageConfigFromSecret(
+  data: Record<string, string>,
+  secretName: string = STORAGE_SECRET_NAME,
+): StorageConfig {
   const parsed = StorageSecretData.safeParse(data);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) =>
@@ -54,7 +57,7 @@ export function storageConfigFromSecret(data: Record<string, string>): StorageCo
         ? issue.message
         : `key "${String(issue.path[0])}": ${issue.message}`,
     );
-    throw new Error(`Secret ${STORAGE_SECRET_NAME} is invalid: ${problems.join("; ")}`);
+    throw new Error(`Secret ${secretName} is invalid: ${problems.join("; ")}`);
   }
   return parsed.data;
 }
@@ -241,7 +244,7 @@ function storageError(endpoint: string, what: string, err: unknown): Error {
   if (code !== undefined && CREDENTIAL_ERRORS.has(code)) {
     return new StorageAccessDeniedError(
       `${endpoint} refused to ${what}: ${code}: ${reason} ` +
-        `(check accessKey and secretKey in Secret ${STORAGE_SECRET_NAME}, and their policy)`,
+        `(check accessKey and secretKey in the storage Secret, and their policy)`,
       { cause: err },
     );
   }

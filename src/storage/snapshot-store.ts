@@ -8,18 +8,14 @@ import {
   parseCheckpointDirectoryName,
 } from "../api/object-layout.js";
 import { CheckpointManifest, formatZodError, type JobRef } from "../api/protocol.js";
-import type { SnapshotStore, StoredCheckpoint } from "../coordinator/interfaces.js";
-import { ObjectNotFoundError, type ObjectStore } from "./object-store.js";
+import {
+  CorruptManifestError,
+  type SnapshotStore,
+  type StoredCheckpoint,
+} from "../coordinator/interfaces.js";
 
-/** A manifest object exists but is not a valid manifest for where it sits. */
-export class CorruptManifestError extends Error {
-  constructor(
-    readonly key: string,
-    reason: string,
-  ) {
-    super(`manifest ${key} is corrupt: ${reason}`);
-  }
-}
+export { CorruptManifestError };
+import { ObjectNotFoundError, type ObjectStore } from "./object-store.js";
 
 export class ObjectSnapshotStore implements SnapshotStore {
   constructor(

@@ -218,7 +218,7 @@ describe("credentials and reachability", () => {
     await expect(put).rejects.toThrow(
       `${config.endpoint} refused to write s3://${store.bucket}/denied/object: SignatureDoesNotMatch`,
     );
-    await expect(put).rejects.toThrow("check accessKey and secretKey in Secret streamjob-storage");
+    await expect(put).rejects.toThrow("check accessKey and secretKey in the storage Secret");
     const message = await put.catch((err: Error) => err.message);
     expect(message).not.toContain(secretKey);
     expect(message).not.toContain(config.secretKey);
