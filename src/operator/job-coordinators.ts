@@ -49,7 +49,11 @@ export interface StartInput {
 }
 
 interface JobState {
+  /** The StreamJob's uid: a job deleted and created again under its name is another job. */
+  uid: string;
   coordinator?: CheckpointCoordinator;
+  /** The checkpoint policy the coordinator runs with; a change restarts the coordinator. */
+  policy?: string;
   epoch?: number;
   parallelism?: number;
   /** Shared by every epoch's coordinator, so no id is ever reused. */
@@ -76,10 +80,10 @@ export class JobCoordinators {
     return this.jobs.get(key)?.coordinator !== undefined;
   }
 
-  /** True when a coordinator for exactly this epoch and parallelism runs. */
-  isRunningFor(key: string, epoch: number, parallelism: number): boolean {
+  /** Forgets what was kept for an earlier job of the same name (another uid). */
+  async adopt(key: string, uid: string): Promise<void> {
     const state = this.jobs.get(key);
-    return state?.coordinator !== undefined && state.epoch === epoch && state.parallelism === parallelism;
+    if (state && state.uid !== uid) await this.forget(key);
   }
 
   snapshotOf(key: string): SnapshotObservation | undefined {
@@ -100,9 +104,15 @@ export class JobCoordinators {
     const { job, epoch, parallelism } = input;
     const ref = { namespace: job.metadata.namespace!, name: job.metadata.name! };
     const key = jobKey(ref);
-    if (this.isRunningFor(key, epoch, parallelism)) return;
-    await this.stop(key, "a new epoch starts");
-    const state = this.state(key, job.status);
+    const policy = JSON.stringify(job.spec.checkpoint);
+    const running = this.jobs.get(key);
+    if (running?.coordinator && running.epoch === epoch && running.parallelism === parallelism) {
+      if (running.policy === policy) return;
+      await this.stop(key, "the checkpoint policy changed");
+    } else {
+      await this.stop(key, "a new epoch starts");
+    }
+    const state = this.state(key, job);
     state.ids ??= await ids();
     const tasks = [...input.pods]
       .sort((a, b) => (a.taskIndex ?? 0) - (b.taskIndex ?? 0))
@@ -146,7 +156,7 @@ export class JobCoordinators {
         },
       },
     });
-    Object.assign(state, { coordinator, epoch, parallelism, restartRequest: undefined });
+    Object.assign(state, { coordinator, epoch, parallelism, policy, restartRequest: undefined });
     coordinator.start();
     this.deps.metrics.runningCoordinators.set(this.running());
     log.info({ parallelism }, "checkpoint coordinator started");
@@ -213,10 +223,12 @@ export class JobCoordinators {
     return [...this.jobs.values()].filter((state) => state.coordinator !== undefined).length;
   }
 
-  private state(key: string, status: StreamJobStatus | undefined): JobState {
+  private state(key: string, job: StreamJob): JobState {
+    const status = job.status;
     let state = this.jobs.get(key);
     if (!state) {
       state = {
+        uid: job.metadata.uid ?? "",
         counts: { ...(status?.checkpointCounts ?? { completed: 0, failed: 0 }) },
         ...(status?.latestSavepoint && { latestSavepoint: status.latestSavepoint }),
       };

@@ -28,7 +28,7 @@ import type { V1Pod } from "@kubernetes/client-node";
 import { parseDuration } from "../api/duration.js";
 import type { Phase, StreamJob } from "../api/streamjob.js";
 import { desiredChildren, type RestoreTarget } from "./desired.js";
-import { strongestSpecChange } from "./spec-changes.js";
+import { classifySpecChanges, strongestSpecChange } from "./spec-changes.js";
 
 /** A TaskManager pod as the planner needs it; observe-pod.ts builds it from a V1Pod. */
 export interface ObservedPod {
@@ -62,7 +62,9 @@ export interface Observed {
   pods: ObservedPod[];
   tokenSecretExists: boolean;
   /** The storage Secret parsed, or why it cannot be used (missing, missing a key). */
-  storage: { ok: true; endpoint: string; region: string } | { ok: false; message: string };
+  storage:
+    | { ok: true; endpoint: string; region: string }
+    | { ok: false; reason?: "StorageSecretInvalid" | "StorageUnavailable"; message: string };
   /** Newest checkpoint or savepoint whose manifest and parts exist. */
   latestCompleted: RestoreTarget | null;
   /** spec.restoreFrom looked up in storage: undefined when the spec has none, null when not found. */
@@ -142,7 +144,8 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
     return { ...base, actions: [], requeueAfterMs, reason, message, degraded: true };
   };
 
-  if (!observed.storage.ok) return degrade("StorageSecretInvalid", observed.storage.message);
+  if (!observed.storage.ok)
+    return degrade(observed.storage.reason ?? "StorageSecretInvalid", observed.storage.message);
   const storage = observed.storage;
 
   const actions: Action[] = [];
@@ -227,7 +230,8 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
   if (
     change.kind === "upgrade" ||
     change.kind === "scale" ||
-    (base.phase === "Failed" && change.kind !== "ignore" && change.kind !== "savepoint")
+    // Any change to the spec that failed redeploys it, raising maxRestarts included.
+    (base.phase === "Failed" && classifySpecChanges(status.lastReconciledSpec, spec).length > 0)
   ) {
     const kind = change.kind === "scale" ? "checkpoint" : "savepoint";
     let target = restoreTarget;
@@ -249,8 +253,16 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
     });
   }
 
-  if (base.phase === "Failed")
-    return { ...base, actions, reason: "Failed", message: `job failed; change the spec to redeploy` };
+  if (base.phase === "Failed") {
+    // Keep saying why it failed: the condition written when it did.
+    const why = status.conditions?.find((c) => c.type === "Degraded" && c.status === "True");
+    return {
+      ...base,
+      actions,
+      reason: why?.reason ?? "Failed",
+      message: why?.message ?? "job failed; change the spec to redeploy",
+    };
+  }
 
   // ── failures of the current epoch ──
   const failure =
@@ -276,7 +288,7 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
         actions,
         phase: "Failed",
         reason: "MaxRestartsReached",
-        message: `${failure}; restarted ${restarts} times, maxRestarts is ${spec.restart.maxRestarts}`,
+        message: `${failure}; restarted ${restarts} times, maxRestarts is ${spec.restart.maxRestarts}; change the spec to redeploy`,
       };
     }
     const delay = Math.min(backoff.initial * 2 ** restarts, backoff.max);

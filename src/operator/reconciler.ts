@@ -78,13 +78,14 @@ export class Reconciler {
     if (!parsed.ok) return this.refuseSpec(raw, parsed.error, log);
     const status = StreamJobStatus.safeParse(raw.status ?? {});
     const job: StreamJob = { ...raw, spec: parsed.spec, status: status.success ? status.data : {} };
+    await this.deps.coordinators.adopt(key, raw.metadata.uid ?? "");
 
-    let observation = await this.observe(job);
+    let observation = await this.observe(job, log);
     let decided = plan(observation.observed, this.deps.planner);
     const stop = decided.actions.find((action) => action.type === "StopCoordinator");
     if (stop && this.deps.coordinators.isRunning(key)) {
       await this.deps.coordinators.stop(key, stop.reason);
-      observation = await this.observe(job);
+      observation = await this.observe(job, log);
       decided = plan(observation.observed, this.deps.planner);
     }
     log.debug(
@@ -97,7 +98,7 @@ export class Reconciler {
     return decided.requeueAfterMs === undefined ? {} : { requeueAfterMs: decided.requeueAfterMs };
   }
 
-  private async observe(job: StreamJob): Promise<Observation> {
+  private async observe(job: StreamJob, log: Logger): Promise<Observation> {
     const { gateway, coordinators, now } = this.deps;
     const ref = refOf(job);
     const key = jobKey(ref);
@@ -120,13 +121,34 @@ export class Reconciler {
       ...(degraded && { degradedSince: Date.parse(degraded.lastTransitionTime) }),
       now: now(),
     };
+    const withToken = token ? { token: decode(token) } : {};
     let storage: Storage;
     try {
       storage = await this.storage(job);
+    } catch (err) {
+      observed.storage = { ok: false, reason: "StorageSecretInvalid", message: (err as Error).message };
+      return { observed, pods, ...withToken };
+    }
+    try {
       // While a coordinator runs, a plan that needs the restore target stops it and observes again.
       if (!coordinators.isRunning(key)) {
         await ensureBucket(storage.snapshots.objects as MinioObjectStore);
-        const { latest } = await latestCompletedCheckpoint(storage.snapshots, ref);
+        // Checkpoints older than the resource belong to a deleted job of the same name.
+        const completedAfter = toMillis(job.metadata.creationTimestamp);
+        const { latest, skipped } = await latestCompletedCheckpoint(storage.snapshots, ref, {
+          completedAfter,
+        });
+        for (const { checkpointId, reason } of skipped) {
+          log.warn({ checkpointId, reason }, "checkpoint not restorable; passed over");
+          await this.event(
+            job,
+            "Warning",
+            "CheckpointSkipped",
+            `checkpoint ${checkpointId} is not restorable: ${reason}`,
+            log,
+            true,
+          );
+        }
         observed.latestCompleted = latest && {
           checkpointId: latest.checkpointId,
           manifestKey: latest.manifestKey,
@@ -134,12 +156,17 @@ export class Reconciler {
         if (job.spec.restoreFrom && epoch === 0)
           observed.initialRestore = await this.resolveRestoreFrom(job, storage);
       }
-      observed.storage = { ok: true, endpoint: storage.config.endpoint, region: storage.config.region };
     } catch (err) {
-      observed.storage = { ok: false, message: (err as Error).message };
-      return { observed, pods, ...(token && { token: decode(token) }) };
+      const where = `bucket ${storage.bucket} at ${storage.config.endpoint}`;
+      observed.storage = {
+        ok: false,
+        reason: "StorageUnavailable",
+        message: `${where}: ${(err as Error).message}`,
+      };
+      return { observed, pods, ...withToken };
     }
-    return { observed, pods, storage, ...(token && { token: decode(token) }) };
+    observed.storage = { ok: true, endpoint: storage.config.endpoint, region: storage.config.region };
+    return { observed, pods, storage, ...withToken };
   }
 
   private readonly stores = new Map<string, { fingerprint: string; storage: Storage }>();
@@ -154,7 +181,7 @@ export class Reconciler {
     const cached = this.stores.get(jobKey(ref));
     if (cached?.fingerprint === fingerprint) return cached.storage;
     const data = Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, decode(v)]));
-    const config = storageConfigFromSecret(data);
+    const config = storageConfigFromSecret(data, secretName);
     const objects = new MinioObjectStore({ ...config, bucket });
     const storage = { config, snapshots: new ObjectSnapshotStore(objects, prefix), bucket };
     this.stores.set(jobKey(ref), { fingerprint, storage });
@@ -289,14 +316,9 @@ export class Reconciler {
     const wasDegraded = old.conditions?.find((c) => c.type === "Degraded" && c.status === "True");
     if (decided.degraded && wasDegraded?.reason !== decided.reason) {
       await this.event(job, "Warning", decided.reason, decided.message, log);
-    } else if (!decided.degraded && decided.phase !== old.phase) {
-      await this.event(
-        job,
-        decided.phase === "Failed" ? "Warning" : "Normal",
-        decided.phase,
-        decided.message,
-        log,
-      );
+    } else if (!decided.degraded && decided.phase !== old.phase && !eventRecorded) {
+      const type = decided.phase === "Failed" ? "Warning" : "Normal";
+      await this.event(job, type, decided.reason, decided.message, log);
     }
     if (!(await this.deps.gateway.patchStatus(ref.namespace, ref.name, patch))) return;
     log.info(
@@ -338,9 +360,10 @@ export class Reconciler {
     reason: string,
     message: string,
     log: Logger,
+    aggregate = false,
   ) {
     try {
-      await this.deps.gateway.recordEvent({ job, type, reason, message });
+      await this.deps.gateway.recordEvent({ job, type, reason, message }, { aggregate });
     } catch (err) {
       if (!isNotFound(err)) log.warn({ err, reason }, "recording an event failed");
     }
@@ -349,6 +372,12 @@ export class Reconciler {
 
 function refOf(job: StreamJob): JobRef {
   return { namespace: job.metadata.namespace ?? "default", name: job.metadata.name! };
+}
+
+function toMillis(time: Date | string | undefined): number | undefined {
+  if (time === undefined) return undefined;
+  const ms = time instanceof Date ? time.getTime() : Date.parse(time);
+  return Number.isNaN(ms) ? undefined : ms;
 }
 
 function decode(base64: string): string {

@@ -2,7 +2,7 @@
 // last spec the operator acted on (status.lastReconciledSpec) against the current one.
 //
 //   ignore    checkpoint.interval/timeout/minPause/maxConcurrent/tolerableFailures/retained: the
-//             coordinator reads them from the current spec on every pass, no redeploy needed;
+//             coordinator is restarted with the new policy (same epoch, same pods), no redeploy;
 //             restart.*: read by the planner on every failure; restoreFrom: only the initial state of
 //             a new job (as Flink's initialSavepointPath), so changing it later does nothing.
 //   savepoint savepointNonce set to a new value: take a savepoint, keep running.

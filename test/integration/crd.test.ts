@@ -157,6 +157,24 @@ test("maxParallelism cannot change once set: checkpoints hold that many key grou
   expect(message).toContain("spec.maxParallelism: Invalid value: 64: is immutable");
 });
 
+test("checkpoint.storage cannot change: the job restores from checkpoints written there", async () => {
+  await apply("storage-fixed", minimal);
+  const message = await refusal(
+    kubectl(
+      "patch",
+      "sj",
+      "storage-fixed",
+      "-n",
+      ns,
+      "--type=merge",
+      "-p",
+      '{"spec":{"checkpoint":{"storage":{"bucket":"elsewhere"}}}}',
+    ),
+  );
+  expect(message).toContain("spec.checkpoint.storage: Invalid value");
+  expect(message).toContain("is immutable");
+});
+
 test("the status subresource refuses a phase that does not exist", async () => {
   await apply("phase", minimal);
   const message = await refusal(

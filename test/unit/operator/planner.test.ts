@@ -209,6 +209,28 @@ describe("plan", () => {
     expect(summary(result)).toEqual(["StopCoordinator", "RecordEvent"]);
   });
 
+  it("a Failed job keeps its reason; raising maxRestarts alone redeploys it", () => {
+    const failed = pod(1, 0, { phase: "Failed", ready: false });
+    const why = {
+      type: "Degraded",
+      status: "True" as const,
+      reason: "MaxRestartsReached",
+      message: "TaskManager orders-tm-1-0 failed; restarted 3 times, maxRestarts is 3",
+      lastTransitionTime: "2025-01-01T11:00:00Z",
+    };
+    const still = plan(observed({ pods: [failed], status: { phase: "Failed", conditions: [why] } }));
+    expect(still).toMatchObject({ phase: "Failed", reason: why.reason, message: why.message });
+    const raised = plan(
+      observed({
+        pods: [failed],
+        status: { phase: "Failed", restarts: 3, conditions: [why] },
+        spec: { restart: { maxRestarts: 5 } },
+        reconciled: {},
+      }),
+    );
+    expect(raised).toMatchObject({ phase: "Restarting", epoch: 2, restarts: 0, restoredFrom: CHK_7 });
+  });
+
   it("a Failed job stays failed until the spec changes", () => {
     const failed = pod(1, 0, { phase: "Failed", ready: false });
     expect(summary(plan(observed({ pods: [failed], status: { phase: "Failed" } })))).toEqual([]);
