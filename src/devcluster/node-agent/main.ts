@@ -19,7 +19,7 @@ import { z } from "zod";
 import { repoRoot } from "../assets.js";
 import { loadImageMap } from "./images.js";
 import { startLogServer } from "./log-server.js";
-import { PodIPAllocator } from "./pod-ips.js";
+import { PodIPAllocator, podNetworkOctet } from "./pod-ips.js";
 import { PodRunner } from "./pod-runner.js";
 
 const Config = z.object({
@@ -211,7 +211,9 @@ function recordEvent(pod: V1Pod, type: "Normal" | "Warning", reason: string, mes
 }
 
 const runners = new Map<string, PodRunner>();
-const ips = new PodIPAllocator();
+const ips = new PodIPAllocator(
+  podNetworkOctet(path.resolve(config.DEVCLUSTER_DIR), path.join(repoRoot, ".devcluster")),
+);
 
 function keyOf(pod: V1Pod): string {
   return `${pod.metadata?.namespace}/${pod.metadata?.name}`;

@@ -1,4 +1,4 @@
-import { PodIPAllocator } from "../../../src/devcluster/node-agent/pod-ips.js";
+import { PodIPAllocator, podNetworkOctet } from "../../../src/devcluster/node-agent/pod-ips.js";
 
 test("each pod gets a distinct loopback address, stable for the pod", () => {
   const ips = new PodIPAllocator();
@@ -27,4 +27,17 @@ test("addresses past 255 carry into the third octet, and the pool wraps to freed
   expect(() => full.allocate("one-too-many")).toThrow("no free pod IP");
   full.release("q41");
   expect(full.allocate("reuse")).toBe("127.1.0.42");
+});
+
+test("each cluster folder gets its own address block; the default cluster keeps 127.1", () => {
+  const root = "/repo/.devcluster";
+  expect(podNetworkOctet(root, root)).toBe(1);
+  const test = podNetworkOctet("/repo/.devcluster/test", root);
+  const bench = podNetworkOctet("/repo/.devcluster/bench", root);
+  for (const octet of [test, bench]) {
+    expect(octet).toBeGreaterThanOrEqual(10);
+    expect(octet).toBeLessThan(250);
+  }
+  expect(test).not.toBe(bench);
+  expect(new PodIPAllocator(test).allocate("a")).toBe(`127.${test}.0.1`);
 });
