@@ -17,7 +17,9 @@ import net from "node:net";
 import path from "node:path";
 import type { Logger } from "pino";
 import { ContainerConfigError, resolveEnv, type EnvSources } from "./env.js";
+import { repoRoot } from "../assets.js";
 import { containerCommand, type ImageMap } from "./images.js";
+import { mountSteps } from "./mount-script.js";
 import { podPhase, restartBackoffMs, shouldRestart, type RestartPolicy } from "./pod-status.js";
 import { PodVolumes, type Mount, type VolumeSources } from "./volumes.js";
 
@@ -52,7 +54,6 @@ interface ContainerRuntime {
 }
 
 const now = () => new Date();
-const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
 
 export class PodRunner {
@@ -183,11 +184,8 @@ export class PodRunner {
   /** The argv that sets up the container's mount namespace and user, then execs its command. */
   private wrap(argv: string[], mounts: Mount[], user: { uid: number; gid: number }): string[] {
     if (!isRoot) return argv; // no namespaces without privileges: run as this user, volumes not mounted
-    const steps = mounts.flatMap((m) => {
-      const target = shellQuote(m.target);
-      const bind = [`mkdir -p ${target}`, `mount --bind ${shellQuote(m.source)} ${target}`];
-      return m.readOnly ? [...bind, `mount -o remount,bind,ro ${target}`] : bind;
-    });
+    // The repository holds the entry points of this project's images (and node_modules).
+    const steps = mountSteps(mounts, [repoRoot]);
     const exec =
       user.uid === 0
         ? 'exec "$@"'
