@@ -296,11 +296,13 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
     const lastRestoreAt = status.lastRestore ? Date.parse(status.lastRestore.at) : 0;
     const startedAt = current.length > 0 ? Math.min(...current.map((pod) => pod.createdAt)) : lastRestoreAt;
     if (now < startedAt + delay) {
-      return waitFor(
-        "RestartBackoff",
-        `${failure}; restarting in ${startedAt + delay - now}ms`,
-        "Restarting",
-      );
+      // A fixed time, not a countdown: each status write wakes the watch, so a message that
+      // changes every pass would loop until the backoff ends.
+      const at = new Date(startedAt + delay).toISOString();
+      return {
+        ...waitFor("RestartBackoff", `${failure}; restarting at ${at} (backoff)`, "Restarting"),
+        requeueAfterMs: startedAt + delay - now,
+      };
     }
     deleteCurrent(failure);
     const message = `${failure}; restarting from ${restoreTarget ? `checkpoint ${restoreTarget.checkpointId}` : "the beginning"}`;

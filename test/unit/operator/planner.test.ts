@@ -194,8 +194,8 @@ describe("plan", () => {
       observed({ pods: [failed], status: { restarts }, spec: { restart: { maxRestarts: 20 } } }),
     );
     expect(result).toMatchObject({ phase: "Restarting", epoch: 1, restarts, reason: "RestartBackoff" });
-    expect(result.requeueAfterMs).toBe(1_000);
-    expect(result.message).toContain(`restarting in ${wait}ms`);
+    expect(result.requeueAfterMs).toBe(wait);
+    expect(result.message).toContain(`restarting at ${new Date(NOW + wait).toISOString()}`);
     expect(summary(result)).toEqual(["StopCoordinator"]);
   });
 
