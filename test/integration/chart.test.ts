@@ -319,6 +319,7 @@ describe("the chart, rendered by helm", () => {
     expect(container.image).toBe(`ghcr.io/streamjob/streamjob-operator:${chartYaml().appVersion}`);
     expect(envOf(deployment)).toEqual({
       NODE_OPTIONS: "--max-semi-space-size=2",
+      MALLOC_ARENA_MAX: "2",
       STREAMJOB_WATCH_NAMESPACES: "",
       STREAMJOB_LEADER_ELECT: "false",
       STREAMJOB_LEADER_ELECTION_NAMESPACE: RELEASE_NAMESPACE,
