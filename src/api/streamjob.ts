@@ -76,9 +76,15 @@ function uniqueKeys<T>(key: (item: T) => string, what: string) {
 
 const Parallelism = z.int32().min(1).max(MAX_PARALLELISM_UPPER_BOUND);
 
+/** Variables the operator sets on every TaskManager; a template may not override them. */
+const RESERVED_ENV = /^(STREAMJOB_.*|POD_IP)$/;
+
 export const EnvVar = z
   .object({
-    name: z.string().min(1),
+    name: z
+      .string()
+      .min(1)
+      .refine((name) => !RESERVED_ENV.test(name), "is reserved for the operator (STREAMJOB_* and POD_IP)"),
     value: z.string().optional(),
     /** corev1.EnvVarSource, passed to the pod as written; the pod's own validation checks it. */
     valueFrom: z.record(z.string(), z.unknown()).optional(),

@@ -133,6 +133,12 @@ describe("an invalid StreamJob is refused at kubectl apply, naming the field, an
       "spec.template.env[0]: Invalid value: set value or valueFrom, not both",
       "template.env[0]: set value or valueFrom, not both",
     ],
+    [
+      "an env var the operator sets",
+      { template: { env: [{ name: "STREAMJOB_TOKEN", value: "guess" }] } },
+      'spec.template.env[0].name: Invalid value: "STREAMJOB_TOKEN": is reserved for the operator',
+      "template.env[0].name: is reserved for the operator",
+    ],
   ])("%s", async (_, change, serverMessage, zodMessage) => {
     const spec = { ...minimal, ...change };
     const message = await refusal(apply("invalid", spec));

@@ -241,7 +241,7 @@ describe("parseStreamJobSpec", () => {
         resources: { limits: { cpu: "500m", memory: "1Gi" }, requests: { cpu: 1, "example.com/gpu": "1" } },
         env: [
           { name: "LOG_LEVEL", value: "debug" },
-          { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+          { name: "MY_POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
         ],
         nodeSelector: { "kubernetes.io/os": "linux" },
         tolerations: [{ key: "dedicated", operator: "Equal", value: "stream", effect: "NoSchedule" }],
@@ -304,6 +304,16 @@ describe("parseStreamJobSpec", () => {
       "template.env",
       [{ name: "A", value: "1", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } }],
       "template.env[0]: set value or valueFrom, not both",
+    ],
+    [
+      "template.env",
+      [{ name: "STREAMJOB_TOKEN", value: "mine" }],
+      "template.env[0].name: is reserved for the operator",
+    ],
+    [
+      "template.env",
+      [{ name: "POD_IP", value: "1.2.3.4" }],
+      "template.env[0].name: is reserved for the operator",
     ],
     ["template.resources.limits", { cpu: "lots" }, "template.resources.limits.cpu: expected a quantity"],
     ["template.serviceAccountName", "Runner", "template.serviceAccountName: expected a Kubernetes name"],
