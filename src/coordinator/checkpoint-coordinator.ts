@@ -58,6 +58,12 @@ export interface CheckpointCoordinatorOptions {
   clock: Clock;
   log: Logger;
   events?: Partial<CoordinatorEvents>;
+  /**
+   * Manifest-less checkpoint directories found when the id counter resumed (left by a coordinator
+   * that stopped without cleaning up, e.g. an operator killed mid-checkpoint): nothing will complete
+   * them, so retention may delete them as aborted.
+   */
+  leftoverIds?: Iterable<number>;
   /** The checkpoint status names at start: never deleted by retention. */
   latestCompletedId?: number | null;
   /** Longest single long poll; shorter near the deadline. */
@@ -84,6 +90,7 @@ export class CheckpointCoordinator {
     }
     this.failures = new CheckpointFailureManager(options.tolerableFailures);
     this.latestCompletedId = options.latestCompletedId ?? null;
+    for (const id of options.leftoverIds ?? []) this.abortedIds.add(id);
   }
 
   /** Starts periodic checkpoints. */

@@ -100,7 +100,14 @@ export class JobCoordinators {
   }
 
   /** Starts the epoch's coordinator unless it already runs; a coordinator of another epoch is stopped first. */
-  async start(input: StartInput, ids: () => Promise<CheckpointIdCounter>): Promise<void> {
+  /**
+   * `resume` is called once per job (per operator process): the id counter, and the checkpoints that
+   * left a directory without a manifest, which nothing will complete.
+   */
+  async start(
+    input: StartInput,
+    resume: () => Promise<{ ids: CheckpointIdCounter; leftoverIds: number[] }>,
+  ): Promise<void> {
     const { job, epoch, parallelism } = input;
     const ref = { namespace: job.metadata.namespace!, name: job.metadata.name! };
     const key = jobKey(ref);
@@ -113,7 +120,8 @@ export class JobCoordinators {
       await this.stop(key, "a new epoch starts");
     }
     const state = this.state(key, job);
-    state.ids ??= await ids();
+    let leftoverIds: number[] = [];
+    if (!state.ids) ({ ids: state.ids, leftoverIds } = await resume());
     const tasks = [...input.pods]
       .sort((a, b) => (a.taskIndex ?? 0) - (b.taskIndex ?? 0))
       .map((pod, taskIndex) => {
@@ -144,6 +152,7 @@ export class JobCoordinators {
       tasks,
       store: input.store,
       ids: state.ids,
+      leftoverIds,
       clock: { now: this.deps.now },
       log,
       latestCompletedId: job.status?.latestCheckpoint?.id ?? null,

@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import type { V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { isDeepStrictEqual } from "node:util";
-import { manifestKey } from "../api/object-layout.js";
+import { MANIFEST_NAME, manifestKey } from "../api/object-layout.js";
 import type { JobRef } from "../api/protocol.js";
 import { parseStreamJobSpec, StreamJobStatus, type StreamJob } from "../api/streamjob.js";
 import { CheckpointIdCounter } from "../coordinator/checkpoint-id-counter.js";
@@ -271,10 +271,14 @@ export class Reconciler {
                 job.status?.latestCheckpoint?.id ?? 0,
                 job.status?.latestSavepoint?.id ?? 0,
               );
-              return CheckpointIdCounter.resume(
+              const ids = CheckpointIdCounter.resume(
                 recorded,
                 stored.map((c) => c.checkpointId),
               );
+              const leftoverIds = stored
+                .filter((c) => !c.objectKeys.includes(`${c.directory}${MANIFEST_NAME}`))
+                .map((c) => c.checkpointId);
+              return { ids, leftoverIds };
             },
           );
           break;

@@ -33,10 +33,14 @@ function setup(
     retained?: number;
     tolerableFailures?: number;
     onCompleted?: () => Promise<void>;
+    /** Ids already used in storage, and which of those left a directory without a manifest. */
+    storedIds?: number[];
+    leftoverIds?: number[];
+    objects?: MemoryObjectStore;
   } = {},
 ): Setup {
   const parallelism = options.parallelism ?? 3;
-  const objects = new MemoryObjectStore(storage.bucket);
+  const objects = options.objects ?? new MemoryObjectStore(storage.bucket);
   const store = new ObjectSnapshotStore(objects, storage.basePrefix);
   const journal: string[] = [];
   const tasks = Array.from(
@@ -56,7 +60,8 @@ function setup(
     tolerableFailures: options.tolerableFailures ?? 0,
     tasks,
     store,
-    ids: CheckpointIdCounter.resume(null, []),
+    ids: CheckpointIdCounter.resume(null, options.storedIds ?? []),
+    ...(options.leftoverIds && { leftoverIds: options.leftoverIds }),
     clock,
     log: pino({ level: "silent" }),
     pollWaitMs: 100,
@@ -161,6 +166,19 @@ test("retention keeps the newest `retained` checkpoints and removes the parts of
   expect(await objects.list(`${storage.basePrefix}/default/orders/chk-5/`)).toEqual([]);
   const latest = await latestCompletedCheckpoint(store, job);
   expect(latest.latest?.checkpointId).toBe(4);
+});
+
+test.each([
+  ["named as leftovers, they are deleted", [7], []],
+  ["not named, they are kept (they might still be in flight)", undefined, ["task-0/part-0"]],
+])("manifest-less directories found at resume: %s", async (_title, leftoverIds, remaining) => {
+  const objects = new MemoryObjectStore(storage.bucket);
+  const leftover = `${storage.basePrefix}/default/orders/chk-7/`;
+  await objects.put(`${leftover}task-0/part-0`, Buffer.from("half a checkpoint"));
+  const { coordinator } = setup({ objects, storedIds: [7], ...(leftoverIds && { leftoverIds }) });
+  expect(await coordinator.triggerCheckpoint()).toMatchObject({ checkpoint: { checkpointId: 8 } });
+  await coordinator.stop();
+  expect((await objects.list(leftover)).map((k) => k.slice(leftover.length))).toEqual(remaining);
 });
 
 test("periodic checkpoints follow the interval until stopped", async () => {
