@@ -178,6 +178,11 @@ export const TaskManagerStatus = z.object({
   /** Restore finished and the processing loop runs: the task can take checkpoints. */
   ready: z.boolean(),
   lastCompletedCheckpointId: CheckpointId.nullable(),
+  /**
+   * The newest checkpoint this task was triggered for (or restored from), null if none: a coordinator
+   * that resumes after a crash starts its ids above it, so an id a task has already seen is never reused.
+   */
+  highestTriggeredCheckpointId: CheckpointId.nullable(),
   restoredFromCheckpointId: CheckpointId.nullable(),
   recordsProcessed: z.int().nonnegative(),
 });

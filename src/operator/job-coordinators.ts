@@ -101,12 +101,13 @@ export class JobCoordinators {
 
   /** Starts the epoch's coordinator unless it already runs; a coordinator of another epoch is stopped first. */
   /**
-   * `resume` is called once per job (per operator process): the id counter, and the checkpoints that
-   * left a directory without a manifest, which nothing will complete.
+   * `stored` is called once per job (per operator process) to resume the id counter: the ids used
+   * in status and storage, and the checkpoints that left a directory without a manifest (which
+   * nothing will complete).
    */
   async start(
     input: StartInput,
-    resume: () => Promise<{ ids: CheckpointIdCounter; leftoverIds: number[] }>,
+    stored: () => Promise<{ recordedId: number; storedIds: number[]; leftoverIds: number[] }>,
   ): Promise<void> {
     const { job, epoch, parallelism } = input;
     const ref = { namespace: job.metadata.namespace!, name: job.metadata.name! };
@@ -120,8 +121,6 @@ export class JobCoordinators {
       await this.stop(key, "a new epoch starts");
     }
     const state = this.state(key, job);
-    let leftoverIds: number[] = [];
-    if (!state.ids) ({ ids: state.ids, leftoverIds } = await resume());
     const tasks = [...input.pods]
       .sort((a, b) => (a.taskIndex ?? 0) - (b.taskIndex ?? 0))
       .map((pod, taskIndex) => {
@@ -133,6 +132,20 @@ export class JobCoordinators {
           token: input.token,
         });
       });
+    let leftoverIds: number[] = [];
+    if (!state.ids) {
+      const found = await stored();
+      // A task may have been triggered for a checkpoint that reached neither status nor storage
+      // (the previous operator was killed): its id must not be reused either.
+      const triggered = await Promise.allSettled(tasks.map((task) => task.status()));
+      const triggeredIds = triggered.flatMap((r) =>
+        r.status === "fulfilled" && r.value.highestTriggeredCheckpointId !== null
+          ? [r.value.highestTriggeredCheckpointId]
+          : [],
+      );
+      state.ids = CheckpointIdCounter.resume(found.recordedId, [...found.storedIds, ...triggeredIds]);
+      leftoverIds = found.leftoverIds;
+    }
     const { checkpoint } = job.spec;
     const log = this.deps.log.child({ namespace: ref.namespace, name: ref.name });
     const coordinator = new CheckpointCoordinator({

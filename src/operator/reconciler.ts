@@ -15,7 +15,6 @@ import { isDeepStrictEqual } from "node:util";
 import { MANIFEST_NAME, manifestKey } from "../api/object-layout.js";
 import type { JobRef } from "../api/protocol.js";
 import { parseStreamJobSpec, StreamJobStatus, type StreamJob } from "../api/streamjob.js";
-import { CheckpointIdCounter } from "../coordinator/checkpoint-id-counter.js";
 import { latestCompletedCheckpoint, missingParts } from "../coordinator/completed-checkpoints.js";
 import {
   ensureBucket,
@@ -271,14 +270,10 @@ export class Reconciler {
                 job.status?.latestCheckpoint?.id ?? 0,
                 job.status?.latestSavepoint?.id ?? 0,
               );
-              const ids = CheckpointIdCounter.resume(
-                recorded,
-                stored.map((c) => c.checkpointId),
-              );
               const leftoverIds = stored
                 .filter((c) => !c.objectKeys.includes(`${c.directory}${MANIFEST_NAME}`))
                 .map((c) => c.checkpointId);
-              return { ids, leftoverIds };
+              return { recordedId: recorded, storedIds: stored.map((c) => c.checkpointId), leftoverIds };
             },
           );
           break;

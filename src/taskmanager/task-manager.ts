@@ -87,6 +87,7 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
     taskIndex: config.taskIndex,
     ready: notReady === undefined,
     lastCompletedCheckpointId: checkpoints.lastCompletedCheckpointId,
+    highestTriggeredCheckpointId: checkpoints.highestTriggeredCheckpointId,
     restoredFromCheckpointId: restoredFrom,
     recordsProcessed: runtime.recordsProcessed,
   });

@@ -54,6 +54,10 @@ export class CheckpointExecutor {
     return this.completed;
   }
 
+  get highestTriggeredCheckpointId(): number | null {
+    return this.highestTriggered === 0 ? null : this.highestTriggered;
+  }
+
   /** After a restore from `checkpointId`: it counts as completed and later triggers must be newer. */
   restored(checkpointId: number, sinkLocation: SinkLocation): void {
     this.completed = checkpointId;

@@ -127,6 +127,7 @@ describe("protocol schemas", () => {
         taskIndex: 0,
         ready: false,
         lastCompletedCheckpointId: null,
+        highestTriggeredCheckpointId: null,
         restoredFromCheckpointId: null,
         recordsProcessed: 0,
       },

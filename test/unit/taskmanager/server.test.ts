@@ -272,8 +272,14 @@ describe("checkpoints", () => {
     const taskManager = await start(store, taskConfig(), () => 5);
     await taskManager.ready;
     await waitUntil(async () => (await status(taskManager)).recordsProcessed === 20);
+    expect((await status(taskManager)).highestTriggeredCheckpointId).toBeNull();
     await call(taskManager, "POST", "/v1/checkpoints/trigger", trigger(1));
     expect((await result(taskManager, 1)).state).toBe("acknowledged");
+    // Triggered, not yet complete: a resuming coordinator must start its ids above 1.
+    expect(await status(taskManager)).toMatchObject({
+      highestTriggeredCheckpointId: 1,
+      lastCompletedCheckpointId: null,
+    });
     const complete = { checkpointId: 1, epoch: 3, manifestKey: `${jobDirectory}chk-1/_metadata` };
     expect((await call(taskManager, "POST", "/v1/checkpoints/1/complete", complete)).status).toBe(204);
     expect((await call(taskManager, "POST", "/v1/checkpoints/1/complete", complete)).status).toBe(204);
@@ -365,6 +371,7 @@ describe("start-up", () => {
       ready: true,
       restoredFromCheckpointId: 5,
       lastCompletedCheckpointId: 5,
+      highestTriggeredCheckpointId: 5,
       recordsProcessed: 0,
     });
     const stale = await call(taskManager, "POST", "/v1/checkpoints/trigger", trigger(5));
