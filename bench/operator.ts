@@ -36,6 +36,7 @@ import { parse as parseYaml } from "yaml";
 import { TaskManagerStatus } from "../src/api/protocol.js";
 import { GROUP, PLURAL, VERSION, type StreamJob } from "../src/api/streamjob.js";
 import { repoRoot } from "../src/devcluster/assets.js";
+import { waitFor as waitUntil } from "../test/integration/support/cluster.js";
 import {
   MinioObjectStore,
   STORAGE_SECRET_NAME,
@@ -131,29 +132,14 @@ async function tool(name: "kubectl" | "helm", args: string[], timeoutMs = 120_00
   }
 }
 
-async function waitFor<T>(
+/** Waiting, checked every 20 ms: the bench times what it waits for. */
+function waitFor<T>(
   what: string,
   check: () => Promise<T | undefined | false> | T | undefined | false,
   timeoutMs: number,
   intervalMs = 20,
 ): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (performance.now() > deadline) {
-      throw new Error(
-        `timed out after ${(timeoutMs / 1000).toFixed(0)} s waiting for ${what}` +
-          (last ? `: ${(last as Error).message}` : ""),
-      );
-    }
-    await sleep(intervalMs);
-  }
+  return waitUntil(what, check, timeoutMs, intervalMs);
 }
 
 // ── pods ───────────────────────────────────────────────────────────────────────────────────────

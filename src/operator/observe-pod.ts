@@ -34,8 +34,8 @@ function label(value: string | undefined): number | undefined {
   return Number(value);
 }
 
-// client-node deserialises timestamps to Date; a cache built from raw JSON may hold strings.
-function toMillis(value: Date | string | undefined): number | undefined {
+/** Milliseconds of an API timestamp: client-node deserialises some to Date, leaves others strings. */
+export function toMillis(value: Date | string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const ms = value instanceof Date ? value.getTime() : Date.parse(value);
   return Number.isNaN(ms) ? undefined : ms;

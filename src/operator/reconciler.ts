@@ -28,7 +28,7 @@ import { jobKey, type JobCoordinators } from "./job-coordinators.js";
 import { isNotFound, type KubeGateway } from "./kube-gateway.js";
 import type { OperatorMetrics } from "./metrics.js";
 import { jobSelector, LABELS, OPERATOR_NAME, TOKEN_SECRET_KEY, tokenSecretName } from "./names.js";
-import { observePod } from "./observe-pod.js";
+import { observePod, toMillis } from "./observe-pod.js";
 import { plan, type Action, type Observed, type Plan, type PlannerOptions } from "./planner.js";
 import { nextStatus, upsertCondition } from "./status.js";
 
@@ -371,12 +371,6 @@ export class Reconciler {
 
 function refOf(job: StreamJob): JobRef {
   return { namespace: job.metadata.namespace ?? "default", name: job.metadata.name! };
-}
-
-function toMillis(time: Date | string | undefined): number | undefined {
-  if (time === undefined) return undefined;
-  const ms = time instanceof Date ? time.getTime() : Date.parse(time);
-  return Number.isNaN(ms) ? undefined : ms;
 }
 
 function decode(base64: string): string {

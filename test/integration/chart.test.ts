@@ -10,7 +10,8 @@ import { parse, parseAllDocuments } from "yaml";
 import { parseStreamJobSpec } from "../../src/api/streamjob.js";
 import { resolveBinary } from "../../src/devcluster/assets.js";
 import { chartDir, installManifestPath, renderInstall } from "../../scripts/render-install.js";
-import { clients, createNamespace, kubectl, repoRoot, waitFor } from "./support/cluster.js";
+import { clients, createNamespace, kubectl, repoRoot } from "./support/cluster.js";
+import { installCrd } from "./support/streamjobs.js";
 
 const helmBinary = resolveBinary("helm");
 const scratch = mkdtempSync(path.join(tmpdir(), "chart-test-"));
@@ -448,16 +449,7 @@ describe("against the test cluster's API server (dry runs)", () => {
   let restricted: string;
 
   beforeAll(async () => {
-    // The CRD is also applied by crd.test.ts; test files run in any order, and this is idempotent.
-    await kubectl(
-      "apply",
-      "--server-side",
-      "--force-conflicts",
-      "-f",
-      path.join(repoRoot, "crds/streamjob.yaml"),
-    );
-    await kubectl("wait", "--for=condition=Established", "crd/streamjobs.streamjob.dev", "--timeout=60s");
-    await waitFor("streamjobs in discovery", () => kubectl("get", "sj", "-A"));
+    await installCrd();
     ns = await createNamespace(core, "chart");
     restricted = await createNamespace(core, "chart-restricted", {
       "pod-security.kubernetes.io/enforce": "restricted",

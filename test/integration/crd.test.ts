@@ -5,24 +5,15 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { API_VERSION, KIND, parseStreamJobSpec, type StreamJobSpecInput } from "../../src/api/streamjob.js";
-import { clients, createNamespace, kubectl, repoRoot, waitFor } from "./support/cluster.js";
+import { clients, createNamespace, kubectl } from "./support/cluster.js";
+import { installCrd } from "./support/streamjobs.js";
 
 const { core } = clients();
 const manifests = mkdtempSync(path.join(tmpdir(), "crd-test-"));
 let ns: string;
 
 beforeAll(async () => {
-  // The CRD stays installed afterwards: deleting it would delete every StreamJob in the shared cluster.
-  await kubectl(
-    "apply",
-    "--server-side",
-    "--force-conflicts",
-    "-f",
-    path.join(repoRoot, "crds/streamjob.yaml"),
-  );
-  await kubectl("wait", "--for=condition=Established", "crd/streamjobs.streamjob.dev", "--timeout=60s");
-  // kubectl finds the new resource only once discovery lists it.
-  await waitFor("streamjobs in discovery", () => kubectl("get", "sj", "-A"));
+  await installCrd();
   ns = await createNamespace(core, "crd");
 });
 

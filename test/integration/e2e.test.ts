@@ -11,21 +11,25 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { CustomObjectsApi, type V1Pod } from "@kubernetes/client-node";
 import { jobDirectory } from "../../src/api/object-layout.js";
-import { GROUP, PLURAL, VERSION, type StreamJob } from "../../src/api/streamjob.js";
+import type { StreamJob } from "../../src/api/streamjob.js";
 import { ensureBucket, MinioObjectStore } from "../../src/storage/minio-object-store.js";
 import { verifySequenceOutput } from "../../src/taskmanager/jobs/sequence.js";
 import { wordsOf } from "../../src/taskmanager/jobs/wordcount.js";
 import { readCommittedOutput } from "../../src/taskmanager/sink/committed-output.js";
 import { clients, createNamespace, kubectl, repoRoot, waitFor } from "./support/cluster.js";
-import { storageConfig, storageSecretData } from "./support/minio.js";
+import { storageConfig } from "./support/minio.js";
 import { chartPath, helm, installOperator, type InstalledOperator } from "./support/operator.js";
+import {
+  getStreamJob,
+  jobNamespace,
+  RESTRICTED,
+  taskManagerPods as podsOf,
+  waitForStreamJob,
+} from "./support/streamjobs.js";
 
-const { kc, core, apps } = clients();
-const custom = kc.makeApiClient(CustomObjectsApi);
+const { core, apps } = clients();
 const examples = path.join(repoRoot, "manifests", "examples");
-const RESTRICTED = { "pod-security.kubernetes.io/enforce": "restricted" };
 // Both examples read and write this bucket (spec.checkpoint.storage.bucket, wordcount's --input).
 const BUCKET = "streamjob";
 const INPUT_PREFIX = "input/";
@@ -36,36 +40,10 @@ let ns: string;
 let operator: InstalledOperator;
 let store: MinioObjectStore;
 
-async function job(name: string): Promise<StreamJob> {
-  return (await custom.getNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace: ns,
-    plural: PLURAL,
-    name,
-  })) as StreamJob;
-}
-
-async function waitForStatus(
-  name: string,
-  what: string,
-  predicate: (job: StreamJob) => boolean,
-  timeoutMs = 60_000,
-): Promise<StreamJob> {
-  return waitFor(
-    `${name}: ${what}`,
-    async () => {
-      const current = await job(name);
-      return predicate(current) ? current : undefined;
-    },
-    timeoutMs,
-  );
-}
-
-async function taskManagerPods(name: string): Promise<V1Pod[]> {
-  const list = await core.listNamespacedPod({ namespace: ns, labelSelector: `streamjob.dev/job=${name}` });
-  return list.items.filter((pod) => !pod.metadata?.deletionTimestamp);
-}
+const job = (name: string) => getStreamJob(ns, name);
+const waitForStatus = (name: string, what: string, predicate: (job: StreamJob) => boolean) =>
+  waitForStreamJob(ns, name, what, predicate);
+const taskManagerPods = (name: string) => podsOf(ns, name);
 
 /** The CHECKPOINT column of `kubectl get sj`, per job name (undefined while there is none). */
 async function checkpointColumn(): Promise<Map<string, number | undefined>> {
@@ -127,11 +105,7 @@ async function expectedWordCounts(): Promise<Map<string, number>> {
 
 beforeAll(async () => {
   operatorNs = await createNamespace(core, "e2e-system", RESTRICTED);
-  ns = await createNamespace(core, "e2e", RESTRICTED);
-  await core.createNamespacedSecret({
-    namespace: ns,
-    body: { metadata: { name: "streamjob-storage" }, stringData: await storageSecretData() },
-  });
+  ns = await jobNamespace("e2e");
   store = new MinioObjectStore({ ...(await storageConfig()), bucket: BUCKET });
   await ensureBucket(store);
   // The wordcount example's input: a text with known counts, under a key that sorts before any later one.

@@ -1,27 +1,17 @@
 // Two operator replicas (leader election with a Lease): only the leader reconciles and coordinates;
 // when it goes, the standby takes over the running job without restarting it.
 import path from "node:path";
-import { CoordinationV1Api, CustomObjectsApi } from "@kubernetes/client-node";
-import { GROUP, PLURAL, VERSION, type StreamJob } from "../../src/api/streamjob.js";
-import { clients, createNamespace, kubectl, repoRoot, waitFor } from "./support/cluster.js";
-import { storageSecretData } from "./support/minio.js";
+import { CoordinationV1Api } from "@kubernetes/client-node";
+import { clients, kubectl, repoRoot, waitFor } from "./support/cluster.js";
 import { installOperator, type InstalledOperator } from "./support/operator.js";
+import { getStreamJob, installCrd, jobNamespace } from "./support/streamjobs.js";
 
 const { kc, core } = clients();
-const custom = kc.makeApiClient(CustomObjectsApi);
 const coordination = kc.makeApiClient(CoordinationV1Api);
 let ns: string;
 let operator: InstalledOperator;
 
-async function job(): Promise<StreamJob> {
-  return (await custom.getNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace: ns,
-    plural: PLURAL,
-    name: "sequence",
-  })) as StreamJob;
-}
+const job = () => getStreamJob(ns, "sequence");
 
 async function operatorPods(): Promise<{ name: string; ip: string }[]> {
   const pods = await core.listNamespacedPod({
@@ -45,12 +35,8 @@ async function leaseHolder(): Promise<string | undefined> {
 }
 
 beforeAll(async () => {
-  ns = await createNamespace(core, "operator-ha", { "pod-security.kubernetes.io/enforce": "restricted" });
-  await kubectl("apply", "--server-side", "-f", path.join(repoRoot, "crds", "streamjob.yaml"));
-  await core.createNamespacedSecret({
-    namespace: ns,
-    body: { metadata: { name: "streamjob-storage" }, stringData: await storageSecretData() },
-  });
+  await installCrd();
+  ns = await jobNamespace("operator-ha");
   operator = await installOperator(ns, [ns], ["--set", "replicas=2"]);
   await waitFor("two operator pods", async () => (await operatorPods()).length === 2, 60_000);
 }, 180_000);

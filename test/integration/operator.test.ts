@@ -5,14 +5,21 @@
 // restart → delete. The sequence job fails a task on any gap or duplicate in its state, and the
 // committed output is checked for the same after every step.
 import path from "node:path";
-import { CustomObjectsApi, type V1Pod } from "@kubernetes/client-node";
+import { CustomObjectsApi } from "@kubernetes/client-node";
 import { jobDirectory } from "../../src/api/object-layout.js";
 import { GROUP, PLURAL, VERSION, type StreamJob } from "../../src/api/streamjob.js";
 import { verifySequenceOutput } from "../../src/taskmanager/jobs/sequence.js";
 import { MinioObjectStore } from "../../src/storage/minio-object-store.js";
-import { clients, containerPid, createNamespace, kubectl, repoRoot, waitFor } from "./support/cluster.js";
-import { storageConfig, storageSecretData } from "./support/minio.js";
+import { clients, containerPid, kubectl, repoRoot, waitFor } from "./support/cluster.js";
+import { storageConfig } from "./support/minio.js";
 import { installOperator, type InstalledOperator } from "./support/operator.js";
+import {
+  getStreamJob,
+  installCrd,
+  jobNamespace,
+  taskManagerPods,
+  waitForStreamJob,
+} from "./support/streamjobs.js";
 
 const { kc, core } = clients();
 const custom = kc.makeApiClient(CustomObjectsApi);
@@ -23,31 +30,10 @@ let ns: string;
 let operator: InstalledOperator;
 let store: MinioObjectStore;
 
-async function job(name = JOB): Promise<StreamJob> {
-  return (await custom.getNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace: ns,
-    plural: PLURAL,
-    name,
-  })) as StreamJob;
-}
-
-async function pods(name = JOB): Promise<V1Pod[]> {
-  const list = await core.listNamespacedPod({ namespace: ns, labelSelector: `streamjob.dev/job=${name}` });
-  return list.items.filter((pod) => !pod.metadata?.deletionTimestamp);
-}
-
-async function waitForStatus(what: string, predicate: (job: StreamJob) => boolean, timeoutMs = 60_000) {
-  return waitFor(
-    what,
-    async () => {
-      const current = await job();
-      return predicate(current) ? current : undefined;
-    },
-    timeoutMs,
-  );
-}
+const job = (name = JOB) => getStreamJob(ns, name);
+const pods = (name = JOB) => taskManagerPods(ns, name);
+const waitForStatus = (what: string, predicate: (job: StreamJob) => boolean) =>
+  waitForStreamJob(ns, JOB, what, predicate);
 
 /** Waits until `count` more checkpoints completed after the current latest (or after `after`). */
 async function checkpointsAdvance(count: number, after?: number): Promise<StreamJob> {
@@ -70,12 +56,8 @@ async function events(reason: string): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  ns = await createNamespace(core, "operator", { "pod-security.kubernetes.io/enforce": "restricted" });
-  await kubectl("apply", "--server-side", "-f", path.join(repoRoot, "crds", "streamjob.yaml"));
-  await core.createNamespacedSecret({
-    namespace: ns,
-    body: { metadata: { name: "streamjob-storage" }, stringData: await storageSecretData() },
-  });
+  await installCrd();
+  ns = await jobNamespace("operator");
   store = new MinioObjectStore({ ...(await storageConfig()), bucket: "streamjob" });
   operator = await installOperator(ns, [ns]);
 }, 180_000);

@@ -8,7 +8,7 @@ import type { Mount } from "./volumes.js";
 /** Where the staging tmpfs goes; each container's namespace mounts its own, invisible to the host. */
 export const STAGE = "/run/devcluster-stage";
 
-export function shellQuote(value: string): string {
+function shellQuote(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }
 

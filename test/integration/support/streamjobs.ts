@@ -1,0 +1,73 @@
+// What the tests that run StreamJobs share: the CRD installed, a namespace jobs can run in, and
+// reading a StreamJob and its TaskManager pods.
+import path from "node:path";
+import { CustomObjectsApi, type V1Pod } from "@kubernetes/client-node";
+import { GROUP, PLURAL, VERSION, type StreamJob } from "../../../src/api/streamjob.js";
+import { clients, createNamespace, kubectl, repoRoot, waitFor } from "./cluster.js";
+import { storageSecretData } from "./minio.js";
+
+const { kc, core } = clients();
+const custom = kc.makeApiClient(CustomObjectsApi);
+
+export const RESTRICTED = { "pod-security.kubernetes.io/enforce": "restricted" };
+
+/**
+ * Applies crds/streamjob.yaml and waits until kubectl can use it. Test files run in any order and
+ * this is idempotent; the CRD stays installed (deleting it would delete every StreamJob).
+ */
+export async function installCrd(): Promise<void> {
+  await kubectl(
+    "apply",
+    "--server-side",
+    "--force-conflicts",
+    "-f",
+    path.join(repoRoot, "crds", "streamjob.yaml"),
+  );
+  await kubectl("wait", "--for=condition=Established", "crd/streamjobs.streamjob.dev", "--timeout=60s");
+  // kubectl finds the new resource only once discovery lists it.
+  await waitFor("streamjobs in discovery", () => kubectl("get", "sj", "-A"));
+}
+
+/** A namespace enforcing the restricted Pod Security Standard, with the cluster's storage Secret. */
+export async function jobNamespace(prefix: string): Promise<string> {
+  const namespace = await createNamespace(core, prefix, RESTRICTED);
+  await core.createNamespacedSecret({
+    namespace,
+    body: { metadata: { name: "streamjob-storage" }, stringData: await storageSecretData() },
+  });
+  return namespace;
+}
+
+export async function getStreamJob(namespace: string, name: string): Promise<StreamJob> {
+  return (await custom.getNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: PLURAL,
+    name,
+  })) as StreamJob;
+}
+
+/** Resolves with the StreamJob once `predicate` holds for it. */
+export function waitForStreamJob(
+  namespace: string,
+  name: string,
+  what: string,
+  predicate: (job: StreamJob) => boolean,
+  timeoutMs = 60_000,
+): Promise<StreamJob> {
+  return waitFor(
+    `${name}: ${what}`,
+    async () => {
+      const job = await getStreamJob(namespace, name);
+      return predicate(job) ? job : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+/** The job's TaskManager pods that are not being deleted. */
+export async function taskManagerPods(namespace: string, name: string): Promise<V1Pod[]> {
+  const list = await core.listNamespacedPod({ namespace, labelSelector: `streamjob.dev/job=${name}` });
+  return list.items.filter((pod) => !pod.metadata?.deletionTimestamp);
+}
