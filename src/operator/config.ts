@@ -34,7 +34,12 @@ const Settings = z.object({
   STREAMJOB_LEADER_ELECTION_NAMESPACE: z.string().min(1).optional(),
   STREAMJOB_LEADER_ELECTION_ID: z.string().min(1).default("streamjob-operator"),
   STREAMJOB_HTTP_PORT: port.default(8080),
-  STREAMJOB_HTTP_HOST: z.string().min(1).default("0.0.0.0"),
+  /**
+   * Loopback by default: out of a cluster (`npm run operator`) a wildcard address would also take
+   * port 8080 on every pod address of the local cluster, where TaskManagers listen. In a pod the
+   * chart sets the pod IP.
+   */
+  STREAMJOB_HTTP_HOST: z.string().min(1).default("127.0.0.1"),
   STREAMJOB_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   STREAMJOB_WORKERS: z.coerce.number().int().min(1).max(64).default(4),
   /** A TaskManager not Ready for this long counts as failed and restarts the job. */

@@ -1,7 +1,7 @@
 import { loadConfig } from "../../../src/operator/config.js";
 
 describe("loadConfig", () => {
-  it("defaults: every namespace, no leader election, port 8080", () => {
+  it("defaults: every namespace, no leader election, loopback port 8080", () => {
     expect(loadConfig({}, [], "host")).toEqual({
       watchNamespaces: [],
       leaderElection: {
@@ -10,7 +10,7 @@ describe("loadConfig", () => {
         leaseName: "streamjob-operator",
         identity: `host-${process.pid}`,
       },
-      http: { host: "0.0.0.0", port: 8080 },
+      http: { host: "127.0.0.1", port: 8080 },
       logLevel: "info",
       workers: 4,
       unreadyTimeoutMs: 60_000,
