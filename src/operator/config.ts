@@ -44,6 +44,13 @@ const Settings = z.object({
   STREAMJOB_WORKERS: z.coerce.number().int().min(1).max(64).default(4),
   /** A TaskManager not Ready for this long counts as failed and restarts the job. */
   STREAMJOB_UNREADY_TIMEOUT: durationMs.default(60_000),
+  /**
+   * controller-runtime's SyncPeriod: every StreamJob is reconciled again about this often (jittered
+   * ±10%), so a watch that went quiet without an error delays a spec change by this much at most.
+   */
+  STREAMJOB_SYNC_PERIOD: durationMs
+    .pipe(z.number().min(10_000, { error: "must be at least 10s" }))
+    .default(300_000),
   POD_NAME: z.string().min(1).optional(),
   POD_NAMESPACE: z.string().min(1).optional(),
 });
@@ -55,6 +62,7 @@ export interface OperatorConfig {
   logLevel: string;
   workers: number;
   unreadyTimeoutMs: number;
+  syncPeriodMs: number;
 }
 
 /** Reads the configuration; throws with every bad setting named. */
@@ -91,5 +99,6 @@ export function loadConfig(
     logLevel: s.STREAMJOB_LOG_LEVEL,
     workers: s.STREAMJOB_WORKERS,
     unreadyTimeoutMs: s.STREAMJOB_UNREADY_TIMEOUT,
+    syncPeriodMs: s.STREAMJOB_SYNC_PERIOD,
   };
 }

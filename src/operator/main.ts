@@ -46,6 +46,7 @@ async function main(): Promise<void> {
     kc,
     namespaces: config.watchNamespaces,
     workers: config.workers,
+    syncPeriodMs: config.syncPeriodMs,
     reconcile: (key) => reconciler.reconcile(key),
     onProcessed: (durationMs, outcome) => {
       metrics.reconcileDuration.observe({ result: outcome }, durationMs / 1000);

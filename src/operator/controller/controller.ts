@@ -1,6 +1,7 @@
 // Wires watches to the work queue: every change to a StreamJob, or to a pod it owns, queues that
-// StreamJob's key; the reconciler does the rest. Informers only wake the queue: the reconciler
-// reads fresh from the API server, so the watch caches are never trusted for decisions.
+// StreamJob's key, and a periodic resync queues every StreamJob the watch knows; the reconciler does
+// the rest. Informers only wake the queue: the reconciler reads fresh from the API server, so the
+// watch caches are never trusted for decisions.
 import {
   CustomObjectsApi,
   CoreV1Api,
@@ -8,11 +9,13 @@ import {
   type Informer,
   type KubeConfig,
   type KubernetesObject,
+  type ObjectCache,
   type V1Pod,
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { GROUP, KIND, PLURAL, VERSION } from "../../api/streamjob.js";
 import { LABELS, OPERATOR_NAME, TASKMANAGER_APP } from "../names.js";
+import { Resync } from "./resync.js";
 import { WorkQueue } from "./work-queue.js";
 
 export interface ControllerOptions {
@@ -20,6 +23,8 @@ export interface ControllerOptions {
   /** Empty: every namespace. */
   namespaces: string[];
   workers: number;
+  /** Every StreamJob is queued again about this often (jittered), events or not. */
+  syncPeriodMs: number;
   reconcile(key: string): Promise<{ requeueAfterMs?: number }>;
   onProcessed?(durationMs: number, outcome: "success" | "requeue" | "error"): void;
   log: Logger;
@@ -30,6 +35,8 @@ const WATCH_RETRY_MS = 1000;
 export class Controller {
   readonly queue: WorkQueue;
   private readonly informers: Informer<KubernetesObject>[] = [];
+  private readonly jobCaches: ObjectCache<KubernetesObject>[] = [];
+  private readonly resync: Resync;
   private synced = false;
   private stopped = false;
 
@@ -41,6 +48,16 @@ export class Controller {
           options.log.warn({ key, err: error }, "reconcile failed; retrying with backoff");
         options.onProcessed?.(durationMs, outcome);
       },
+    });
+    this.resync = new Resync({
+      periodMs: options.syncPeriodMs,
+      keys: () =>
+        new Set(
+          this.jobCaches.flatMap((cache) =>
+            cache.list().map((job) => keyOf(job.metadata?.namespace, job.metadata?.name)),
+          ),
+        ),
+      enqueue: (key) => this.queue.add(key),
     });
   }
 
@@ -81,6 +98,7 @@ export class Controller {
         });
       }
       this.informers.push(jobs, pods as Informer<KubernetesObject>);
+      this.jobCaches.push(jobs);
     }
     for (const informer of this.informers) {
       informer.on("error", (err) => {
@@ -92,10 +110,12 @@ export class Controller {
     this.queue.start();
     await Promise.all(this.informers.map((informer) => informer.start()));
     this.synced = true;
+    this.resync.start();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.resync.stop();
     await Promise.all(this.informers.map((informer) => informer.stop()));
     await this.queue.stop();
   }

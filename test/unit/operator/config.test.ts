@@ -14,6 +14,7 @@ describe("loadConfig", () => {
       logLevel: "info",
       workers: 4,
       unreadyTimeoutMs: 60_000,
+      syncPeriodMs: 300_000,
     });
   });
 
@@ -25,6 +26,7 @@ describe("loadConfig", () => {
         STREAMJOB_LEADER_ELECTION_ID: "sj-leader",
         STREAMJOB_HTTP_PORT: "9090",
         STREAMJOB_UNREADY_TIMEOUT: "2m",
+        STREAMJOB_SYNC_PERIOD: "10m",
         POD_NAME: "op-0",
         POD_NAMESPACE: "streamjob-system",
       },
@@ -40,6 +42,7 @@ describe("loadConfig", () => {
       },
       http: { port: 9090 },
       unreadyTimeoutMs: 120_000,
+      syncPeriodMs: 600_000,
     });
   });
 
@@ -54,6 +57,7 @@ describe("loadConfig", () => {
     [{ STREAMJOB_HTTP_PORT: "70000" }, /STREAMJOB_HTTP_PORT/],
     [{ STREAMJOB_LOG_LEVEL: "loud" }, /STREAMJOB_LOG_LEVEL/],
     [{ STREAMJOB_UNREADY_TIMEOUT: "soon" }, /STREAMJOB_UNREADY_TIMEOUT/],
+    [{ STREAMJOB_SYNC_PERIOD: "5s" }, /STREAMJOB_SYNC_PERIOD: must be at least 10s/],
   ])("refuses %p naming the setting", (env, message) => {
     expect(() => loadConfig(env, [])).toThrow(message);
   });
