@@ -12,7 +12,6 @@ import { startOperatorServer } from "./http/server.js";
 import { JobCoordinators } from "./job-coordinators.js";
 import { KubeGateway } from "./kube-gateway.js";
 import { OperatorMetrics } from "./metrics.js";
-import { DEFAULT_PLANNER_OPTIONS } from "./planner.js";
 import { Reconciler } from "./reconciler.js";
 
 async function main(): Promise<void> {
@@ -40,7 +39,7 @@ async function main(): Promise<void> {
     metrics,
     log,
     now,
-    planner: { ...DEFAULT_PLANNER_OPTIONS, unreadyTimeoutMs: config.unreadyTimeoutMs },
+    planner: { unreadyTimeoutMs: config.unreadyTimeoutMs },
   });
   controller = new Controller({
     kc,

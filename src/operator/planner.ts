@@ -24,6 +24,9 @@
 // - Upgrade and scale wait for a savepoint / checkpoint only while every TaskManager is ready; a job
 //   that is not running, or whose snapshot failed, redeploys from the newest one in storage.
 // - Failed is terminal for the spec that failed: only a spec change redeploys.
+// - Waiting is not polling: pod events and the coordinator (a snapshot finished, the failure manager
+//   gave up) wake the job; a plan asks to look again only at a deadline no event marks (a pod's
+//   readiness timeout, the end of a restart backoff, the next retry while degraded).
 import type { V1Pod } from "@kubernetes/client-node";
 import { parseDuration } from "../api/duration.js";
 import type { Phase, StreamJob } from "../api/streamjob.js";
@@ -88,8 +91,10 @@ export type Action =
 
 export interface Plan {
   actions: Action[];
-  /** Pass again after this long even without a watch event; undefined: wait for events. */
+  /** Pass again after this long even without a watch event (a deadline); undefined: wait for events. */
   requeueAfterMs?: number;
+  /** Working towards the spec: deploying, waiting for pods or a snapshot, backing off a restart. */
+  progressing: boolean;
   phase: Phase;
   epoch: number;
   parallelism: number;
@@ -108,11 +113,9 @@ export interface Plan {
 export interface PlannerOptions {
   /** A pod not Ready for this long counts as failed. */
   unreadyTimeoutMs: number;
-  /** How often to look again while waiting for a snapshot or for pods to become ready. */
-  pollIntervalMs: number;
 }
 
-export const DEFAULT_PLANNER_OPTIONS: PlannerOptions = { unreadyTimeoutMs: 60_000, pollIntervalMs: 1_000 };
+export const DEFAULT_PLANNER_OPTIONS: PlannerOptions = { unreadyTimeoutMs: 60_000 };
 
 const IMAGE_FAILURES = new Set(["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"]);
 
@@ -129,6 +132,7 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
     // A status write lost after a deploy leaves no parallelism; the pods were built from this spec.
     parallelism: status.parallelism ?? spec.parallelism,
     restarts,
+    progressing: false,
     degraded: false,
     reconciled: false,
   };
@@ -168,7 +172,9 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
     return {
       ...base,
       actions,
-      requeueAfterMs: options.pollIntervalMs,
+      // The new pods' readiness deadline; their events wake the job before that.
+      requeueAfterMs: options.unreadyTimeoutMs,
+      progressing: true,
       epoch: next,
       parallelism: spec.parallelism,
       ...(target && { restoredFrom: target }),
@@ -179,10 +185,11 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
     };
   };
   const stop = (reason: string) => actions.push({ type: "StopCoordinator", reason });
+  // Waiting for pods or a snapshot: their events (and the coordinator) wake the job.
   const waitFor = (reason: string, message: string, phase: Phase = base.phase): Plan => ({
     ...base,
     actions,
-    requeueAfterMs: options.pollIntervalMs,
+    progressing: true,
     phase,
     reason,
     message,
@@ -317,11 +324,18 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
   }
 
   // ── steady state ──
-  if (!running)
-    return waitFor(
-      "Starting",
-      `waiting for ${current.filter((pod) => !pod.ready).length} of ${base.parallelism} TaskManagers to become ready`,
-    );
+  if (!running) {
+    const unready = current.filter((pod) => !pod.ready);
+    const deadline = Math.min(...unready.map((pod) => pod.readySince + options.unreadyTimeoutMs));
+    return {
+      ...waitFor(
+        "Starting",
+        `waiting for ${unready.length} of ${base.parallelism} TaskManagers to become ready`,
+      ),
+      // A pod that stays unready sends no event: look again when it would count as failed.
+      ...(Number.isFinite(deadline) && { requeueAfterMs: Math.max(deadline - now, 0) }),
+    };
+  }
   actions.push({ type: "StartCoordinator", epoch, parallelism: base.parallelism });
   if (change.kind === "savepoint") {
     const taken = snapshot("savepoint", `nonce:${spec.savepointNonce ?? ""}`);
@@ -363,7 +377,7 @@ function findFailure(
     (pod) =>
       !pod.ready &&
       !(pod.waitingReason && IMAGE_FAILURES.has(pod.waitingReason)) &&
-      now - pod.readySince > unreadyTimeoutMs,
+      now - pod.readySince >= unreadyTimeoutMs,
   );
   if (unready)
     return `TaskManager ${unready.name} not ready for ${Math.round((now - unready.readySince) / 1000)}s`;

@@ -26,7 +26,7 @@ export function nextStatus({ job, plan, now, checkpointFailure }: StatusInput): 
   let conditions = old.conditions ?? [];
   const running = plan.phase === "Running" && !plan.degraded;
   conditions = set(conditions, "Ready", running, running ? "Running" : plan.reason, plan.message);
-  const progressing = !plan.degraded && plan.requeueAfterMs !== undefined && plan.phase !== "Failed";
+  const progressing = plan.progressing && !plan.degraded && plan.phase !== "Failed";
   conditions = set(conditions, "Progressing", progressing, progressing ? plan.reason : "Idle", plan.message);
   conditions = plan.degraded
     ? set(conditions, "Degraded", true, plan.reason, plan.message)

@@ -108,7 +108,8 @@ describe("plan", () => {
       reconciled: true,
     });
     expect(restoreOf(result.actions[1])).toBeUndefined();
-    expect(result.requeueAfterMs).toBeGreaterThan(0);
+    // Looks again when the new pods would count as failed; their events wake it before.
+    expect(result).toMatchObject({ progressing: true, requeueAfterMs: 60_000 });
   });
 
   it("first deploy with spec.restoreFrom restores from the resolved target", () => {
@@ -176,11 +177,43 @@ describe("plan", () => {
     expect(restoreOf(result.actions.at(-1))).toEqual({ ...CHK_7, bucket: "streamjob" });
   });
 
-  it("a pod unready within the threshold is waited for, not restarted", () => {
-    const result = plan(observed({ pods: [pod(1, 0, { ready: false, readySince: NOW - 10_000 })] }));
+  it("a pod unready within the threshold is waited for until its deadline, then restarted", () => {
+    const pods = [
+      pod(1, 0, { ready: false, readySince: NOW - 10_000 }),
+      pod(1, 1, { ready: false, readySince: NOW - 25_000 }),
+      pod(1, 2),
+    ];
+    const status = { parallelism: 3 };
+    const result = plan(observed({ pods, status }));
     expect(summary(result)).toEqual([]);
-    expect(result).toMatchObject({ phase: "Running", epoch: 1, reason: "Starting" });
-    expect(result.requeueAfterMs).toBe(1_000);
+    expect(result).toMatchObject({ phase: "Running", epoch: 1, reason: "Starting", progressing: true });
+    // No event marks a pod staying unready: the earliest readiness deadline is the one to look at.
+    expect(result.requeueAfterMs).toBe(35_000);
+    const atDeadline = plan(observed({ pods, status, now: NOW + 35_000 }));
+    expect(atDeadline).toMatchObject({ phase: "Restarting", epoch: 2, reason: "Restarting" });
+    expect(atDeadline.message).toMatch(/orders-tm-1-1 not ready for 60s/);
+  });
+
+  it("asks for a requeue only at a deadline: never to poll for pods or snapshots", () => {
+    const noRequeue: Array<[string, Plan]> = [
+      ["running", plan(observed())],
+      ["upgrade, savepoint pending", plan(observed({ spec: { image: "x:2" }, reconciled: {} }))],
+      [
+        "suspend, savepoint pending",
+        plan(
+          observed({
+            spec: { suspend: true },
+            reconciled: {},
+            snapshot: { purpose: "suspend:2", state: "pending" },
+          }),
+        ),
+      ],
+      ["savepointNonce, pending", plan(observed({ spec: { savepointNonce: "n1" }, reconciled: {} }))],
+      ["suspended", plan(observed({ spec: { suspend: true }, status: { phase: "Suspended" }, pods: [] }))],
+    ];
+    for (const [title, result] of noRequeue)
+      expect([title, result.requeueAfterMs]).toEqual([title, undefined]);
+    expect(noRequeue.map(([, result]) => result.progressing)).toEqual([false, true, true, true, false]);
   });
 
   it.each([

@@ -15,6 +15,7 @@ const running: Plan = {
   restarts: 0,
   reason: "Running",
   message: "1 TaskManagers running epoch 1",
+  progressing: false,
   degraded: false,
   reconciled: true,
 };
@@ -26,7 +27,8 @@ const restarting: Plan = {
   reason: "Restarting",
   message: "TaskManager orders-tm-1-0 failed; restarting from checkpoint 7",
   restoredFrom: { checkpointId: 7, manifestKey: "checkpoints/default/orders/chk-7/_metadata" },
-  requeueAfterMs: 1_000,
+  requeueAfterMs: 60_000,
+  progressing: true,
   reconciled: false,
 };
 const degraded: Plan = {
@@ -46,6 +48,12 @@ describe("nextStatus", () => {
     ["running", running, { Ready: "True", Progressing: "False", Degraded: "False" }],
     ["restarting", restarting, { Ready: "False", Progressing: "True", Degraded: "False" }],
     ["degraded", degraded, { Ready: "False", Progressing: "False", Degraded: "True" }],
+    [
+      // Nothing to requeue for: the coordinator wakes the job when the savepoint is done.
+      "taking a savepoint",
+      { ...running, reason: "TakingSavepoint", progressing: true, reconciled: false } as Plan,
+      { Ready: "True", Progressing: "True", Degraded: "False" },
+    ],
     [
       "failed",
       { ...running, phase: "Failed", reason: "MaxRestartsReached" } as Plan,
