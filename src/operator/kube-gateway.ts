@@ -1,5 +1,5 @@
-// Every call the operator makes to the API server, behind one small class so the reconciler reads as
-// domain steps. Writes use one field manager; pods go through server-side apply, status through the
+// Every call the operator makes to the API server, behind one small interface so the reconciler reads
+// as domain steps and its unit tests can keep objects in memory. Writes use one field manager; pods go through server-side apply, status through the
 // status subresource with a JSON merge patch of only the fields the caller owns (the reconciler and
 // the checkpoint coordinator write disjoint status fields, so neither can undo the other's write).
 import {
@@ -32,7 +32,28 @@ export interface EventInput {
   message: string;
 }
 
-export class KubeGateway {
+/** The API server as the reconciler and the coordinators' status writes need it. */
+export interface KubeGateway {
+  /** The StreamJob as stored now (a quorum read, not a cache), or null when it is gone. */
+  getStreamJob(namespace: string, name: string): Promise<unknown>;
+  listPods(namespace: string, labelSelector: Record<string, string>): Promise<V1Pod[]>;
+  getSecret(namespace: string, name: string): Promise<V1Secret | null>;
+  /** Creates the Secret; one that already exists is left as it is (its data may be in use). */
+  createSecret(secret: V1Secret): Promise<void>;
+  /** Creates or updates the pod by server-side apply. */
+  applyPod(pod: V1Pod): Promise<void>;
+  /** Deletes the pod if it is still the one observed (uid precondition); gone already is fine. */
+  deletePod(namespace: string, name: string, uid?: string): Promise<void>;
+  /** Merge-patches status fields; returns false when the StreamJob no longer exists. */
+  patchStatus(namespace: string, name: string, status: Partial<StreamJobStatus>): Promise<boolean>;
+  /** Records an Event on the StreamJob; with `aggregate`, repeats of a reason update one Event. */
+  recordEvent(event: EventInput, options?: { aggregate?: boolean }): Promise<void>;
+  /** Forgets the event series of a deleted job. */
+  forgetEvents(uid: string): void;
+}
+
+/** The KubeGateway of a real API server, through @kubernetes/client-node. */
+export class ClientNodeKubeGateway implements KubeGateway {
   private readonly core: CoreV1Api;
   private readonly custom: CustomObjectsApi;
   private readonly objects: KubernetesObjectApi;

@@ -5,12 +5,13 @@
 import { hostname } from "node:os";
 import { KubeConfig } from "@kubernetes/client-node";
 import { pino } from "pino";
+import { SecretStorageResolver } from "./checkpoint-storage.js";
 import { loadConfig } from "./config.js";
 import { Controller } from "./controller/controller.js";
 import { leaseApi, LeaderElector } from "./controller/leader-election.js";
 import { startOperatorServer } from "./http/server.js";
 import { JobCoordinators } from "./job-coordinators.js";
-import { KubeGateway } from "./kube-gateway.js";
+import { ClientNodeKubeGateway } from "./kube-gateway.js";
 import { OperatorMetrics } from "./metrics.js";
 import { Reconciler } from "./reconciler.js";
 
@@ -21,7 +22,7 @@ async function main(): Promise<void> {
   kc.loadFromDefault();
   const now = () => Date.now();
   const metrics = new OperatorMetrics();
-  const gateway = new KubeGateway(kc, config.leaderElection.identity);
+  const gateway = new ClientNodeKubeGateway(kc, config.leaderElection.identity);
 
   let controller: Controller | undefined = undefined;
   const enqueue = (key: string) => controller?.queue.add(key);
@@ -35,6 +36,7 @@ async function main(): Promise<void> {
   });
   const reconciler = new Reconciler({
     gateway,
+    storage: new SecretStorageResolver(gateway),
     coordinators,
     metrics,
     log,

@@ -9,7 +9,8 @@
 //   StopCoordinator    stop the job's coordinator, aborting its pending checkpoint
 //   TakeSnapshot       ask the coordinator for a checkpoint or savepoint tagged with `purpose`; its
 //                      result comes back as Observed.snapshot on a later pass
-//   RecordEvent        a Kubernetes Event for `kubectl describe`
+//   RecordEvent        a Kubernetes Event for `kubectl describe` (status.ts adds the events a status
+//                      change calls for)
 //
 // Decisions:
 // - The epoch never goes back: the current epoch is the highest of status.epoch and every pod's
@@ -70,6 +71,8 @@ export interface Observed {
     | { ok: false; reason?: "StorageSecretInvalid" | "StorageUnavailable"; message: string };
   /** Newest checkpoint or savepoint whose manifest and parts exist. */
   latestCompleted: RestoreTarget | null;
+  /** Newer checkpoints passed over on the way to it (corrupt manifest, missing part), and why. */
+  skippedCheckpoints?: { checkpointId: number; reason: string }[];
   /** spec.restoreFrom looked up in storage: undefined when the spec has none, null when not found. */
   initialRestore?: RestoreTarget | null;
   snapshot?: SnapshotObservation;
@@ -87,7 +90,14 @@ export type Action =
   | { type: "StartCoordinator"; epoch: number; parallelism: number }
   | { type: "StopCoordinator"; reason: string }
   | { type: "TakeSnapshot"; kind: "checkpoint" | "savepoint"; purpose: string }
-  | { type: "RecordEvent"; eventType: "Normal" | "Warning"; reason: string; message: string };
+  | {
+      type: "RecordEvent";
+      eventType: "Normal" | "Warning";
+      reason: string;
+      message: string;
+      /** Repeats of the reason update one Event (its count) instead of adding one each. */
+      aggregate?: boolean;
+    };
 
 export interface Plan {
   actions: Action[];

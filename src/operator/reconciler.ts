@@ -7,7 +7,8 @@
 //      a checkpoint can still commit until the coordinator has stopped, so the restore target may
 //      only be read from storage after that
 //   4. apply the actions in order
-//   5. write status once (status.ts), only the fields the reconciler owns, only when changed
+//   5. record the events the plan and the status change call for (status.ts decides which)
+//   6. write status once (status.ts), only the fields the reconciler owns, only when changed
 import { randomBytes } from "node:crypto";
 import type { V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "pino";
@@ -16,13 +17,7 @@ import { MANIFEST_NAME, manifestKey } from "../api/object-layout.js";
 import type { JobRef } from "../api/protocol.js";
 import { parseStreamJobSpec, StreamJobStatus, type StreamJob } from "../api/streamjob.js";
 import { latestCompletedCheckpoint, missingParts } from "../coordinator/completed-checkpoints.js";
-import {
-  ensureBucket,
-  MinioObjectStore,
-  storageConfigFromSecret,
-  type StorageConfig,
-} from "../storage/minio-object-store.js";
-import { ObjectSnapshotStore } from "../storage/snapshot-store.js";
+import { StorageSecretError, type JobStorage, type StorageResolver } from "./checkpoint-storage.js";
 import { ownerReference, type RestoreTarget } from "./desired.js";
 import { jobKey, type JobCoordinators } from "./job-coordinators.js";
 import { isNotFound, type KubeGateway } from "./kube-gateway.js";
@@ -30,11 +25,26 @@ import type { OperatorMetrics } from "./metrics.js";
 import { jobSelector, LABELS, OPERATOR_NAME, TOKEN_SECRET_KEY, tokenSecretName } from "./names.js";
 import { observePod, toMillis } from "./observe-pod.js";
 import { plan, type Action, type Observed, type Plan, type PlannerOptions } from "./planner.js";
-import { nextStatus, upsertCondition } from "./status.js";
+import { nextStatus, refusal, statusEvents, type RecordEvent } from "./status.js";
+
+/** What the reconciler asks of the job coordinators (JobCoordinators in the operator). */
+export type Coordinators = Pick<
+  JobCoordinators,
+  | "adopt"
+  | "isRunning"
+  | "snapshotOf"
+  | "restartRequestOf"
+  | "checkpointFailureOf"
+  | "start"
+  | "stop"
+  | "takeSnapshot"
+  | "forget"
+>;
 
 export interface ReconcilerDeps {
   gateway: KubeGateway;
-  coordinators: JobCoordinators;
+  storage: StorageResolver;
+  coordinators: Coordinators;
   metrics: OperatorMetrics;
   log: Logger;
   now(): number;
@@ -44,17 +54,11 @@ export interface ReconcilerDeps {
 /** Status fields the checkpoint coordinator writes; the reconciler's patch leaves them alone. */
 const COORDINATOR_FIELDS = ["latestCheckpoint", "latestSavepoint", "checkpointCounts"] as const;
 
-interface Storage {
-  config: StorageConfig;
-  snapshots: ObjectSnapshotStore;
-  bucket: string;
-}
-
 interface Observation {
   observed: Observed;
   pods: V1Pod[];
   token?: string;
-  storage?: Storage;
+  storage?: JobStorage;
 }
 
 export class Reconciler {
@@ -68,7 +72,7 @@ export class Reconciler {
     if (raw === null || raw.metadata.deletionTimestamp) {
       // Pods carry owner references: the garbage collector removes them. Checkpoints stay in storage.
       await this.deps.coordinators.forget(key);
-      this.stores.delete(key);
+      this.deps.storage.forget(key);
       if (raw?.metadata.uid) this.deps.gateway.forgetEvents(raw.metadata.uid);
       log.debug("StreamJob gone; coordinator stopped");
       return {};
@@ -91,9 +95,13 @@ export class Reconciler {
       { phase: decided.phase, reason: decided.reason, actions: decided.actions.map((a) => a.type) },
       "planned",
     );
-    await this.apply(job, decided.actions, observation, log);
-    const eventRecorded = decided.actions.some((action) => action.type === "RecordEvent");
-    await this.writeStatus(job, decided, eventRecorded, log);
+    await this.apply(
+      job,
+      [...decided.actions, ...statusEvents(observation.observed, decided)],
+      observation,
+      log,
+    );
+    await this.writeStatus(job, decided, log);
     return decided.requeueAfterMs === undefined ? {} : { requeueAfterMs: decided.requeueAfterMs };
   }
 
@@ -120,34 +128,28 @@ export class Reconciler {
       ...(degraded && { degradedSince: Date.parse(degraded.lastTransitionTime) }),
       now: now(),
     };
-    const withToken = token ? { token: decode(token) } : {};
-    let storage: Storage;
+    const withToken = token ? { token: Buffer.from(token, "base64").toString("utf8") } : {};
+    let storage: JobStorage;
     try {
-      storage = await this.storage(job);
+      storage = await this.deps.storage.resolve(job);
     } catch (err) {
-      observed.storage = { ok: false, reason: "StorageSecretInvalid", message: (err as Error).message };
+      // Any other error (the API server unreachable) fails the pass, to be retried with backoff.
+      if (!(err instanceof StorageSecretError)) throw err;
+      observed.storage = { ok: false, reason: "StorageSecretInvalid", message: err.message };
       return { observed, pods, ...withToken };
     }
     try {
       // While a coordinator runs, a plan that needs the restore target stops it and observes again.
       if (!coordinators.isRunning(key)) {
-        await ensureBucket(storage.snapshots.objects as MinioObjectStore);
+        await storage.ensureBucket();
         // Checkpoints older than the resource belong to a deleted job of the same name.
         const completedAfter = toMillis(job.metadata.creationTimestamp);
         const { latest, skipped } = await latestCompletedCheckpoint(storage.snapshots, ref, {
           completedAfter,
         });
-        for (const { checkpointId, reason } of skipped) {
+        for (const { checkpointId, reason } of skipped)
           log.warn({ checkpointId, reason }, "checkpoint not restorable; passed over");
-          await this.event(
-            job,
-            "Warning",
-            "CheckpointSkipped",
-            `checkpoint ${checkpointId} is not restorable: ${reason}`,
-            log,
-            true,
-          );
-        }
+        observed.skippedCheckpoints = skipped;
         observed.latestCompleted = latest && {
           checkpointId: latest.checkpointId,
           manifestKey: latest.manifestKey,
@@ -156,7 +158,7 @@ export class Reconciler {
           observed.initialRestore = await this.resolveRestoreFrom(job, storage);
       }
     } catch (err) {
-      const where = `bucket ${storage.bucket} at ${storage.config.endpoint}`;
+      const where = `bucket ${storage.bucket} at ${storage.endpoint}`;
       observed.storage = {
         ok: false,
         reason: "StorageUnavailable",
@@ -164,31 +166,12 @@ export class Reconciler {
       };
       return { observed, pods, ...withToken };
     }
-    observed.storage = { ok: true, endpoint: storage.config.endpoint, region: storage.config.region };
+    observed.storage = { ok: true, endpoint: storage.endpoint, region: storage.region };
     return { observed, pods, storage, ...withToken };
   }
 
-  private readonly stores = new Map<string, { fingerprint: string; storage: Storage }>();
-
-  /** The job's checkpoint storage from its Secret; the client is reused while the Secret is unchanged. */
-  private async storage(job: StreamJob): Promise<Storage> {
-    const ref = refOf(job);
-    const { secretName, bucket, prefix } = job.spec.checkpoint.storage;
-    const secret = await this.deps.gateway.getSecret(ref.namespace, secretName);
-    if (secret === null) throw new Error(`Secret ${secretName} not found in namespace ${ref.namespace}`);
-    const fingerprint = `${secret.metadata?.uid}/${secret.metadata?.resourceVersion}/${bucket}/${prefix}`;
-    const cached = this.stores.get(jobKey(ref));
-    if (cached?.fingerprint === fingerprint) return cached.storage;
-    const data = Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, decode(v)]));
-    const config = storageConfigFromSecret(data, secretName);
-    const objects = new MinioObjectStore({ ...config, bucket });
-    const storage = { config, snapshots: new ObjectSnapshotStore(objects, prefix), bucket };
-    this.stores.set(jobKey(ref), { fingerprint, storage });
-    return storage;
-  }
-
   /** spec.restoreFrom as a verified restore target, or null when it is not there (or unusable). */
-  private async resolveRestoreFrom(job: StreamJob, storage: Storage): Promise<RestoreTarget | null> {
+  private async resolveRestoreFrom(job: StreamJob, storage: JobStorage): Promise<RestoreTarget | null> {
     const from = job.spec.restoreFrom!;
     const ref = refOf(job);
     const candidates = from.path
@@ -283,18 +266,13 @@ export class Reconciler {
           log.info({ kind: action.kind, purpose: action.purpose }, "snapshot requested");
           break;
         case "RecordEvent":
-          await this.event(job, action.eventType, action.reason, action.message, log);
+          await this.event(job, action, log);
           break;
       }
     }
   }
 
-  private async writeStatus(
-    job: StreamJob,
-    decided: Plan,
-    eventRecorded: boolean,
-    log: Logger,
-  ): Promise<void> {
+  private async writeStatus(job: StreamJob, decided: Plan, log: Logger): Promise<void> {
     const ref = refOf(job);
     const old = job.status ?? {};
     const checkpointFailure = this.deps.coordinators.checkpointFailureOf(jobKey(ref));
@@ -311,14 +289,6 @@ export class Reconciler {
     if (isDeepStrictEqual(patch, current)) return;
 
     if (decided.restarts > (old.restarts ?? 0)) this.deps.metrics.restarts.inc(ref);
-    // One event per change a person should see: a new phase, or a new reason to be degraded.
-    const wasDegraded = old.conditions?.find((c) => c.type === "Degraded" && c.status === "True");
-    if (decided.degraded && wasDegraded?.reason !== decided.reason) {
-      await this.event(job, "Warning", decided.reason, decided.message, log);
-    } else if (!decided.degraded && decided.phase !== old.phase && !eventRecorded) {
-      const type = decided.phase === "Failed" ? "Warning" : "Normal";
-      await this.event(job, type, decided.reason, decided.message, log);
-    }
     if (!(await this.deps.gateway.patchStatus(ref.namespace, ref.name, patch))) return;
     log.info(
       { phase: decided.phase, epoch: decided.epoch, reason: decided.reason, message: decided.message },
@@ -326,41 +296,21 @@ export class Reconciler {
     );
   }
 
-  /** A spec the CRD let through but the operator cannot use (an older CRD installed): say so, once. */
+  /** A spec the CRD let through but the operator cannot use: say so, once per generation. */
   private async refuseSpec(job: StreamJob, error: string, log: Logger): Promise<{ requeueAfterMs?: number }> {
-    const generation = job.metadata.generation ?? 0;
-    const conditions = job.status?.conditions ?? [];
-    const already = conditions.find(
-      (c) => c.type === "Degraded" && c.reason === "SpecInvalid" && c.observedGeneration === generation,
-    );
-    if (already) return {};
-    log.warn({ error }, "spec refused");
-    await this.event(job, "Warning", "SpecInvalid", error, log);
-    const at = new Date(this.deps.now()).toISOString();
-    const degraded = upsertCondition(
-      conditions,
-      {
-        type: "Degraded",
-        status: "True",
-        reason: "SpecInvalid",
-        message: error,
-        observedGeneration: generation,
-      },
-      at,
-    );
-    await this.deps.gateway.patchStatus(refOf(job).namespace, refOf(job).name, { conditions: degraded });
+    const refused = refusal(job, error, this.deps.now());
     // Waiting for a new generation, not retrying: the informer brings the fix.
+    if (refused === null) return {};
+    log.warn({ error }, "spec refused");
+    await this.event(job, refused.event, log);
+    const ref = refOf(job);
+    await this.deps.gateway.patchStatus(ref.namespace, ref.name, { conditions: refused.conditions });
     return {};
   }
 
-  private async event(
-    job: StreamJob,
-    type: "Normal" | "Warning",
-    reason: string,
-    message: string,
-    log: Logger,
-    aggregate = false,
-  ) {
+  /** Events are for people: one that cannot be recorded is logged, and the pass goes on. */
+  private async event(job: StreamJob, event: RecordEvent, log: Logger): Promise<void> {
+    const { eventType: type, reason, message, aggregate = false } = event;
     try {
       await this.deps.gateway.recordEvent({ job, type, reason, message }, { aggregate });
     } catch (err) {
@@ -371,8 +321,4 @@ export class Reconciler {
 
 function refOf(job: StreamJob): JobRef {
   return { namespace: job.metadata.namespace ?? "default", name: job.metadata.name! };
-}
-
-function decode(base64: string): string {
-  return Buffer.from(base64, "base64").toString("utf8");
 }

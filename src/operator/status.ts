@@ -1,7 +1,8 @@
-// The one status write of a reconcile pass: old status + plan + what was observed → new status.
-// Conditions follow metav1.Condition: lastTransitionTime changes only when the status flips.
+// The one status write of a reconcile pass: old status + plan + what was observed → new status, and
+// the Events that go with it. Conditions follow metav1.Condition: lastTransitionTime changes only
+// when the status flips.
 import type { Condition, StreamJob, StreamJobStatus } from "../api/streamjob.js";
-import type { Plan } from "./planner.js";
+import type { Action, Observed, Plan } from "./planner.js";
 import { serialiseSpec } from "./spec-changes.js";
 
 export interface StatusInput {
@@ -75,4 +76,61 @@ export function upsertCondition(
   return previous
     ? conditions.map((condition) => (condition.type === next.type ? updated : condition))
     : [...conditions, updated];
+}
+
+export type RecordEvent = Extract<Action, { type: "RecordEvent" }>;
+
+const warning = (reason: string, message: string, aggregate = false): RecordEvent => ({
+  type: "RecordEvent",
+  eventType: "Warning",
+  reason,
+  message,
+  ...(aggregate && { aggregate }),
+});
+
+/**
+ * The Events a pass records besides the plan's own: each checkpoint passed over as not restorable
+ * (aggregated), and one per status change a person should see, a new phase or a new reason to be
+ * degraded, unless the plan already records one for it.
+ */
+export function statusEvents(observed: Observed, plan: Plan): RecordEvent[] {
+  const old = observed.job.status ?? {};
+  const events = (observed.skippedCheckpoints ?? []).map(({ checkpointId, reason }) =>
+    warning("CheckpointSkipped", `checkpoint ${checkpointId} is not restorable: ${reason}`, true),
+  );
+  const wasDegraded = old.conditions?.find((c) => c.type === "Degraded" && c.status === "True");
+  const planned = plan.actions.some((action) => action.type === "RecordEvent");
+  if (plan.degraded && wasDegraded?.reason !== plan.reason) {
+    events.push(warning(plan.reason, plan.message));
+  } else if (!plan.degraded && plan.phase !== old.phase && !planned) {
+    const eventType = plan.phase === "Failed" ? "Warning" : "Normal";
+    events.push({ type: "RecordEvent", eventType, reason: plan.reason, message: plan.message });
+  }
+  return events;
+}
+
+/**
+ * A spec the CRD let through but the operator cannot use (an older CRD installed): Degraded with the
+ * reason and one Warning, once per generation; null when this generation was already refused.
+ */
+export function refusal(
+  job: Pick<StreamJob, "metadata" | "status">,
+  error: string,
+  now: number,
+): { conditions: Condition[]; event: RecordEvent } | null {
+  const generation = job.metadata.generation ?? 0;
+  const conditions = job.status?.conditions ?? [];
+  const refused = conditions.some(
+    (c) => c.type === "Degraded" && c.reason === "SpecInvalid" && c.observedGeneration === generation,
+  );
+  if (refused) return null;
+  const degraded = { type: "Degraded", status: "True" as const, reason: "SpecInvalid", message: error };
+  return {
+    conditions: upsertCondition(
+      conditions,
+      { ...degraded, observedGeneration: generation },
+      new Date(now).toISOString(),
+    ),
+    event: warning("SpecInvalid", error),
+  };
 }

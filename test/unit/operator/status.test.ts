@@ -1,8 +1,8 @@
 import { StreamJobStatus } from "../../../src/api/streamjob.js";
-import type { Plan } from "../../../src/operator/planner.js";
+import type { Observed, Plan } from "../../../src/operator/planner.js";
 import { serialiseSpec } from "../../../src/operator/spec-changes.js";
-import { nextStatus, upsertCondition } from "../../../src/operator/status.js";
-import { streamJob } from "./fixtures.js";
+import { nextStatus, refusal, statusEvents, upsertCondition } from "../../../src/operator/status.js";
+import { STORAGE, streamJob } from "./fixtures.js";
 
 const T0 = Date.parse("2025-01-01T12:00:00Z");
 const T1 = T0 + 60_000;
@@ -126,6 +126,83 @@ describe("nextStatus", () => {
       reason: "CheckpointsFailing",
       message: "3 checkpoints declined in a row",
     });
+  });
+});
+
+describe("statusEvents", () => {
+  const observedWith = (status: StreamJobStatus, extra: Partial<Observed> = {}): Observed => {
+    const job = streamJob();
+    job.status = status;
+    return {
+      job,
+      pods: [],
+      tokenSecretExists: true,
+      storage: { ok: true, ...STORAGE },
+      latestCompleted: null,
+      now: T0,
+      ...extra,
+    };
+  };
+  const degradedSince = (reason: string) =>
+    nextStatus({ job: streamJob(), plan: { ...degraded, reason }, now: T0 });
+  const restartingWithEvent: Plan = {
+    ...restarting,
+    actions: [{ type: "RecordEvent", eventType: "Warning", reason: "Restarting", message: "" }],
+  };
+  const summary = (events: ReturnType<typeof statusEvents>) =>
+    events.map((event) => `${event.eventType} ${event.reason}${event.aggregate ? " (aggregated)" : ""}`);
+
+  it.each([
+    ["a new phase", { phase: "Pending" } as StreamJobStatus, running, ["Normal Running"]],
+    ["the same phase", { phase: "Running" } as StreamJobStatus, running, []],
+    [
+      "Failed",
+      { phase: "Running" } as StreamJobStatus,
+      { ...running, phase: "Failed", reason: "MaxRestartsReached" } as Plan,
+      ["Warning MaxRestartsReached"],
+    ],
+    [
+      "a phase change the plan records an event for",
+      { phase: "Running" } as StreamJobStatus,
+      restartingWithEvent,
+      [],
+    ],
+    [
+      "degraded for a new reason",
+      degradedSince("StorageUnavailable"),
+      degraded,
+      ["Warning StorageSecretInvalid"],
+    ],
+    ["degraded for the same reason", degradedSince("StorageSecretInvalid"), degraded, []],
+  ])("%s", (_title, status, plan, expected) => {
+    expect(summary(statusEvents(observedWith(status), plan))).toEqual(expected);
+  });
+
+  it("one aggregated Warning per checkpoint passed over", () => {
+    const skippedCheckpoints = [{ checkpointId: 9, reason: "part x is missing" }];
+    const events = statusEvents(observedWith({ phase: "Running" }, { skippedCheckpoints }), running);
+    expect(summary(events)).toEqual(["Warning CheckpointSkipped (aggregated)"]);
+    expect(events[0]?.message).toBe("checkpoint 9 is not restorable: part x is missing");
+  });
+});
+
+describe("refusal", () => {
+  it("Degraded SpecInvalid with one Warning per generation", () => {
+    const job = streamJob({}, { generation: 3 });
+    const first = refusal(job, "spec.parallelism: expected int", T0);
+    expect(first?.event).toMatchObject({ eventType: "Warning", reason: "SpecInvalid" });
+    expect(first?.conditions).toEqual([
+      expect.objectContaining({
+        type: "Degraded",
+        status: "True",
+        reason: "SpecInvalid",
+        observedGeneration: 3,
+      }),
+    ]);
+    job.status = { conditions: first!.conditions };
+    expect(refusal(job, "spec.parallelism: expected int", T1)).toBeNull();
+    job.metadata.generation = 4;
+    expect(refusal(job, "spec.parallelism: expected int", T1)?.conditions[0]?.observedGeneration).toBe(4);
   });
 });
 
