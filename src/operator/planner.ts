@@ -205,9 +205,15 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
     message,
   });
   // A snapshot for this purpose: asked for now, still pending, or its outcome.
+  // Asked of the running epoch's coordinator, started first if need be: after an operator restart
+  // none runs yet, and a request nothing can answer would only wake the job again at once.
   const snapshot = (kind: "checkpoint" | "savepoint", purpose: string) => {
     const seen = observed.snapshot?.purpose === purpose ? observed.snapshot : undefined;
-    if (!seen) actions.push({ type: "TakeSnapshot", kind, purpose });
+    if (!seen) {
+      if (!actions.some((action) => action.type === "StartCoordinator"))
+        actions.push({ type: "StartCoordinator", epoch, parallelism: base.parallelism });
+      actions.push({ type: "TakeSnapshot", kind, purpose });
+    }
     return seen ?? { purpose, state: "pending" as const };
   };
   const restoreTarget = observed.latestCompleted ?? observed.initialRestore;

@@ -319,7 +319,7 @@ describe("plan", () => {
   it("suspend while running: savepoint first, then pods deleted and Suspended", () => {
     const suspend = { spec: { suspend: true }, reconciled: {} };
     const asking = plan(observed(suspend));
-    expect(summary(asking)).toEqual(["TakeSnapshot savepoint suspend:2"]);
+    expect(summary(asking)).toEqual(["StartCoordinator 1/1", "TakeSnapshot savepoint suspend:2"]);
     expect(asking.reconciled).toBe(false);
     const pending = plan(observed({ ...suspend, snapshot: { purpose: "suspend:2", state: "pending" } }));
     expect(summary(pending)).toEqual([]);
@@ -348,7 +348,7 @@ describe("plan", () => {
     ["upgrade", { image: "x:2" }, "savepoint", ["CreatePod orders-tm-2-0"]],
   ] as const)("%s: snapshot while running, then redeploy from it", (kind, spec, snapshotKind, created) => {
     const asking = plan(observed({ spec, reconciled: {} }));
-    expect(summary(asking)).toEqual([`TakeSnapshot ${snapshotKind} ${kind}:2`]);
+    expect(summary(asking)).toEqual(["StartCoordinator 1/1", `TakeSnapshot ${snapshotKind} ${kind}:2`]);
     expect(asking.epoch).toBe(1);
     const savepoint = { checkpointId: 8, manifestKey: "checkpoints/default/orders/savepoint-8/_metadata" };
     const done = plan(

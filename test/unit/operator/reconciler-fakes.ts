@@ -228,9 +228,15 @@ export class FakeCoordinators implements Coordinators {
     return true;
   }
 
+  /** Like JobCoordinators: without a running coordinator the snapshot fails at once. */
   takeSnapshot(key: string, kind: "checkpoint" | "savepoint", purpose: string): void {
     this.timeline.push(`take ${kind} ${purpose}`);
-    this.snapshots.set(key, { purpose, state: "pending" });
+    this.snapshots.set(
+      key,
+      this.running.has(key)
+        ? { purpose, state: "pending" }
+        : { purpose, state: "failed", message: "no coordinator is running" },
+    );
   }
 
   async forget(key: string): Promise<void> {

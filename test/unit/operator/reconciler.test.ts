@@ -112,6 +112,23 @@ describe("Reconciler", () => {
     });
   });
 
+  it("an upgrade seen right after an operator restart starts the coordinator before asking it for the savepoint", async () => {
+    const { gateway, coordinators, timeline, pass, runJob } = setup();
+    await runJob();
+    coordinators.running.clear(); // a new operator process: no coordinator runs yet
+    gateway.jobs.get(KEY)!.spec.image = "ghcr.io/streamjob/streamjob-taskmanager:0.2.0";
+
+    expect(await pass()).toEqual({});
+    expect(timeline.filter((entry) => !entry.startsWith("read "))).toEqual([
+      "start coordinator 1",
+      "take savepoint upgrade:1",
+      "patch status Running",
+    ]);
+    expect(gateway.jobs.get(KEY)?.status?.conditions).toContainEqual(
+      expect.objectContaining({ type: "Progressing", status: "True", reason: "SpecChanging" }),
+    );
+  });
+
   it("refuses an invalid spec with one event and one status write per generation", async () => {
     const { gateway, pass } = setup();
     const job = gateway.jobs.get(KEY)!;
