@@ -204,9 +204,9 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
     reason,
     message,
   });
-  // A snapshot for this purpose: asked for now, still pending, or its outcome.
-  // Asked of the running epoch's coordinator, started first if need be: after an operator restart
-  // none runs yet, and a request nothing can answer would only wake the job again at once.
+  // A snapshot for this purpose: asked for now, still pending, or its outcome. It is asked of the
+  // epoch's coordinator, started first if need be: after an operator restart none runs yet, and a
+  // request nothing can answer would only wake the job again at once.
   const snapshot = (kind: "checkpoint" | "savepoint", purpose: string) => {
     const seen = observed.snapshot?.purpose === purpose ? observed.snapshot : undefined;
     if (!seen) {
