@@ -9,6 +9,7 @@ import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-ob
 import { verifySequenceOutput } from "../../src/taskmanager/jobs/sequence.js";
 import { decodeStatePart } from "../../src/taskmanager/state/state-part.js";
 import { LocalJob, type TaskManagerProcess } from "./support/local-job.js";
+import { waitFor } from "./support/cluster.js";
 import { removeBucket, storageConfig, storeOnFreshBucket } from "./support/minio.js";
 
 let store: MinioObjectStore;
@@ -162,7 +163,11 @@ test("the sequence job, with TaskManagers killed again and again, commits output
 
   const restoredFrom: number[] = [];
   for (let round = 0; round < 3; round++) {
+    // Each epoch completes a checkpoint of its own before the kill: on a loaded machine 800 ms may
+    // not be enough for one, and without it the restore would not move forward.
+    const before = job.completed.length;
     await pause(800);
+    await waitFor(`a checkpoint in epoch ${round + 1}`, () => job.completed.length > before, 30_000);
     await job.taskManagers[round % 3]!.kill("SIGKILL");
     restoredFrom.push(await job.restartFromLatestCheckpoint());
     job.coordinator!.start();
