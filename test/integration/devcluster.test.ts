@@ -1,8 +1,12 @@
 // The local cluster against its real apiserver: the node agent runs pods as a kubelet would,
 // the real controller manager, RBAC and PodSecurity admission do their part.
 import type { V1Pod } from "@kubernetes/client-node";
+import { execFile } from "node:child_process";
 import { readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { promisify } from "node:util";
+import { readState } from "../../src/devcluster/cluster.js";
+import { claimOwner } from "../../src/devcluster/pod-networks.js";
 import {
   clients,
   containerPid,
@@ -102,6 +106,25 @@ test("a shell pod from an unmapped image runs with its own loopback IP and a kub
   expect(logs.trim()).toBe(
     `POD_IP=${podIP} NAME=env NS=${ns} PASSWORD=s3cret MODE=fast CFG_level=3 GREETING=hello-env`,
   );
+});
+
+test("the cluster holds its own pod address block, and `cluster:up` on the running cluster keeps it", async () => {
+  const before = readState(testClusterDir)!;
+  const octet = Number(/^127\.(\d+)\.0\.0\/16$/.exec(before.podNetwork)?.[1]);
+  expect(claimOwner(octet)).toBe(testClusterDir);
+  const { stdout } = await promisify(execFile)(process.execPath, ["dist/devcluster/cli.js", "up"], {
+    cwd: repoRoot,
+    env: { ...process.env, DEVCLUSTER_DIR: testClusterDir },
+  });
+  expect(stdout).toContain(`local cluster already running at ${before.apiserverUrl}`);
+  expect(stdout).toContain(`pod addresses from ${before.podNetwork}`);
+  expect(readState(testClusterDir)!.podNetwork).toBe(before.podNetwork);
+  expect(claimOwner(octet)).toBe(testClusterDir);
+
+  const ns = await namespace("block");
+  await core.createNamespacedPod({ namespace: ns, body: shellPod("ip", "sleep 3600") });
+  const running = await waitForPod(core, ns, "ip", "Running", isRunning);
+  expect(running.status!.podIP!.startsWith(`127.${octet}.`)).toBe(true);
 });
 
 test("a pod that refers to a missing Secret waits with CreateContainerConfigError, then starts once it exists", async () => {
