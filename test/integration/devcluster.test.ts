@@ -365,3 +365,56 @@ test("readiness follows the httpGet probe", async () => {
   writeFileSync(path.join(podsDir, podDir, "ready"), "");
   await waitForPod(core, ns, "web", "Ready", ready, 10_000);
 });
+
+test("a container's termination message: the file it wrote, else with FallbackToLogsOnError its log's tail", async () => {
+  const ns = await namespace("message");
+  const never = { restartPolicy: "Never" as const };
+  await core.createNamespacedPod({
+    namespace: ns,
+    body: shellPod(
+      "file",
+      "echo starting; echo 'cannot go on: no config' > /dev/termination-log; exit 3",
+      never,
+    ),
+  });
+  const fallback = shellPod("logs", "echo first; echo 'last words' >&2; exit 4", never);
+  fallback.spec!.containers[0]!.terminationMessagePolicy = "FallbackToLogsOnError";
+  await core.createNamespacedPod({ namespace: ns, body: fallback });
+  const clean = shellPod("clean", "echo all good", never);
+  clean.spec!.containers[0]!.terminationMessagePolicy = "FallbackToLogsOnError";
+  await core.createNamespacedPod({ namespace: ns, body: clean });
+
+  const terminated = async (name: string, phase: string) =>
+    (await waitForPod(core, ns, name, phase, (p) => p.status?.phase === phase)).status!.containerStatuses![0]!
+      .state!.terminated!;
+  expect(await terminated("file", "Failed")).toMatchObject({
+    exitCode: 3,
+    reason: "Error",
+    message: "cannot go on: no config\n",
+  });
+  expect(await terminated("logs", "Failed")).toMatchObject({ exitCode: 4, message: "first\nlast words\n" });
+  // Only a failed container falls back to its log.
+  expect((await terminated("clean", "Succeeded")).message).toBeUndefined();
+});
+
+test("a liveness-probe kill reads as killed (137, Error) after a Killing event, even when the process exits 0", async () => {
+  const ns = await namespace("liveness");
+  const hung = shellPod("hung", "trap 'exit 0' TERM; while true; do sleep 0.2; done", {
+    restartPolicy: "Never",
+  });
+  hung.spec!.containers[0]!.livenessProbe = {
+    exec: { command: ["false"] },
+    periodSeconds: 1,
+    failureThreshold: 2,
+  };
+  await core.createNamespacedPod({ namespace: ns, body: hung });
+  const failed = await waitForPod(core, ns, "hung", "Failed", (p) => p.status?.phase === "Failed", 30_000);
+  expect(failed.status!.containerStatuses![0]!.state!.terminated).toMatchObject({
+    exitCode: 137,
+    reason: "Error",
+  });
+  const events = await core.listNamespacedEvent({ namespace: ns, fieldSelector: "reason=Killing" });
+  expect(events.items.map((event) => event.message)).toContain(
+    "Container main failed liveness probe, will be restarted",
+  );
+});
