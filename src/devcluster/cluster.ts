@@ -152,6 +152,7 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
   const podNetworkOctet = await claimPodNetwork({
     clusterDir: dir,
     preferred: preferredOctet(dir, clusterDir({})),
+    clusterMayRun,
   });
   linkBinaries(p.bin, binaries);
   const pki = await createPki(p.pki);
@@ -354,6 +355,19 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
     log(`logs are in ${p.logs}`);
     await down(() => undefined);
     throw err;
+  }
+}
+
+/**
+ * False when the folder records a cluster none of whose processes runs any more (it crashed or was
+ * killed without `cluster:down`); a folder recording none may be starting one.
+ */
+function clusterMayRun(dir: string): boolean {
+  try {
+    const state = readState(dir);
+    return state === undefined || state.processes.some((proc) => isAlive(proc.pid));
+  } catch {
+    return true; // a state file being written: assume the cluster runs
   }
 }
 

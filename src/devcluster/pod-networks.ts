@@ -1,8 +1,8 @@
 // Pod address blocks (127.N.0.0/16) claimed machine-wide, so two local clusters never hand out the
 // same pod address. Each block has at most one claim file in a directory every cluster on the
 // machine shares; the cluster folder records the block it holds. A claim is held while its folder
-// still records that block: `cluster:down` releases it, and a claim whose folder was deleted (or
-// records another block) is stale and taken over. Claims are read and written under a lock, an
+// still records that block and its cluster may run: `cluster:down` releases it, and a claim whose
+// folder was deleted (or records another block, or whose cluster died) is stale and taken over. Claims are read and written under a lock, an
 // abstract Unix socket: the kernel frees it when its holder dies, so a crash never leaves it held,
 // and it is scoped like the loopback addresses it protects (one network namespace).
 import { createHash } from "node:crypto";
@@ -33,6 +33,13 @@ export interface PodNetworkClaims {
   claimsDir?: string;
 }
 
+export interface ClaimOptions extends PodNetworkClaims {
+  /** The block to try first (preferredOctet). */
+  preferred: number;
+  /** False when the cluster of a folder that holds a block is known to be dead (it crashed). */
+  clusterMayRun?: (clusterDir: string) => boolean;
+}
+
 export function podNetworkCidr(octet: number): string {
   return `127.${octet}.0.0/16`;
 }
@@ -57,9 +64,11 @@ export function claimOrder(preferred: number): number[] {
  * Claims a block for the folder and records it there; a folder that already holds one keeps it.
  * Resolves to the block's second octet.
  */
-export async function claimPodNetwork(options: PodNetworkClaims & { preferred: number }): Promise<number> {
+export async function claimPodNetwork(options: ClaimOptions): Promise<number> {
   const claimsDir = options.claimsDir ?? DEFAULT_CLAIMS_DIR;
   const clusterDir = path.resolve(options.clusterDir);
+  const mayRun = options.clusterMayRun ?? (() => true);
+  const holds = (owner: string, octet: number) => readMarker(owner)?.octet === octet && mayRun(owner);
   return withClaimsLock(claimsDir, () => {
     const held = readMarker(clusterDir)?.octet;
     const order = [...(held === undefined ? [] : [held]), ...claimOrder(options.preferred)];
@@ -100,11 +109,6 @@ export function claimOwner(octet: number, claimsDir = DEFAULT_CLAIMS_DIR): strin
 
 function claimFile(claimsDir: string, octet: number): string {
   return path.join(claimsDir, `127.${octet}.json`);
-}
-
-/** A claim is held while its folder exists and records that block. */
-function holds(clusterDir: string, octet: number): boolean {
-  return readMarker(clusterDir)?.octet === octet;
 }
 
 function readClaim(claimsDir: string, octet: number): string | undefined {

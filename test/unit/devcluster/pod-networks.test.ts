@@ -96,6 +96,18 @@ test("a stale claim is taken over: its folder deleted, or recording another bloc
   expect(claimOwner(51, claimsDir)).toBe(moved);
 });
 
+test("a claim whose cluster is known to be dead is taken over; its folder then gets another block", async () => {
+  const crashed = folder("crashed");
+  const next = folder("next");
+  expect(await claim(crashed, 55)).toBe(55);
+  const dead = new Set([crashed]);
+  const clusterMayRun = (dir: string) => !dead.has(dir);
+  expect(await claimPodNetwork({ claimsDir, clusterDir: next, preferred: 55, clusterMayRun })).toBe(55);
+  expect(claimOwner(55, claimsDir)).toBe(next);
+  dead.clear();
+  expect(await claimPodNetwork({ claimsDir, clusterDir: crashed, preferred: 55, clusterMayRun })).toBe(56);
+});
+
 test("claimants racing for one block, a stale one among them, all end up with different blocks", async () => {
   const stale = folder("stale");
   await claim(stale, 60);
