@@ -2,12 +2,13 @@
 // node agent puts it into the pod's container status as the kubelet does, and the operator (installed
 // with the chart) puts it into the StreamJob's events and Degraded condition. A configuration error
 // fails the job at once instead of restarting it up to maxRestarts times; a spec change redeploys.
+// A TaskManager killed by its liveness probe reads as such, not as a clean exit.
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { CustomObjectsApi } from "@kubernetes/client-node";
 import { parse } from "yaml";
 import { GROUP, PLURAL, VERSION, type StreamJob } from "../../src/api/streamjob.js";
-import { clients, kubectl, repoRoot } from "./support/cluster.js";
+import { clients, containerPid, kubectl, repoRoot } from "./support/cluster.js";
 import { installOperator, type InstalledOperator } from "./support/operator.js";
 import {
   getStreamJob,
@@ -105,3 +106,32 @@ test("an unknown job.name fails the job with the TaskManager's reason, without r
   expect(fixed.status?.epoch).toBe(2);
   expect(fixed.status?.conditions?.find((c) => c.type === "Degraded")).toMatchObject({ status: "False" });
 }, 240_000);
+
+test("a hung TaskManager killed by its liveness probe restarts the job, and the event says it was killed", async () => {
+  const running = await getStreamJob(ns, JOB);
+  expect(running.status?.phase).toBe("Running");
+  const [pod] = await taskManagerPods(ns, JOB);
+  // Stopped, it answers no probe and cannot act on SIGTERM: after 3 failed probes (5s apart) and the
+  // 30s grace period the node agent kills it, as a kubelet would.
+  process.kill(containerPid(pod!), "SIGSTOP");
+  const restarted = await waitForStreamJob(
+    ns,
+    JOB,
+    "a restart",
+    (j) => (j.status?.epoch ?? 0) > running.status!.epoch!,
+    120_000,
+  );
+  expect(restarted.status?.restarts).toBe(1);
+  const restarting = (await jobEvents()).filter((event) => event.reason === "Restarting");
+  expect(restarting).toHaveLength(1);
+  expect(restarting[0]!.message).toContain(
+    `TaskManager ${pod!.metadata!.name} was killed by its liveness probe or a SIGKILL (exit code 137, Error)`,
+  );
+  const killing = await core.listNamespacedEvent({
+    namespace: ns,
+    fieldSelector: `involvedObject.name=${pod!.metadata!.name},reason=Killing`,
+  });
+  expect(killing.items.map((event) => event.message)).toContain(
+    "Container taskmanager failed liveness probe, will be restarted",
+  );
+}, 180_000);
