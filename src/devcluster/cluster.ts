@@ -18,6 +18,7 @@ import { stringify } from "yaml";
 import { ensureAssets, repoRoot, type BinaryName } from "./assets.js";
 import { STORAGE_SECRET_NAME } from "../storage/minio-object-store.js";
 import { createPki, type PkiPaths } from "./pki.js";
+import { claimPodNetwork, podNetworkCidr, preferredOctet, releasePodNetwork } from "./pod-networks.js";
 import { freePort, isAlive, startDetached, stopProcess, waitFor, type StartedProcess } from "./processes.js";
 
 export const nodeName = "devcluster-node";
@@ -26,6 +27,8 @@ export interface ClusterState {
   apiserverUrl: string;
   etcdUrl: string;
   minioEndpoint: string;
+  /** The 127.N.0.0/16 block this cluster claimed for pod addresses. */
+  podNetwork: string;
   kubeconfig: string;
   processes: StartedProcess[];
   startedAt: string;
@@ -146,6 +149,11 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
   for (const d of [p.etcdData, p.minioData, p.logs, p.pods, p.pki])
     rmSync(d, { recursive: true, force: true });
   for (const d of [dir, p.etcdData, p.minioData, p.logs, p.pods]) mkdirSync(d, { recursive: true });
+  const podNetworkOctet = await claimPodNetwork({
+    clusterDir: dir,
+    preferred: preferredOctet(dir, clusterDir({})),
+    clusterMayRun,
+  });
   linkBinaries(p.bin, binaries);
   const pki = await createPki(p.pki);
 
@@ -161,6 +169,7 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
     apiserverUrl,
     etcdUrl,
     minioEndpoint,
+    podNetwork: podNetworkCidr(podNetworkOctet),
     kubeconfig: p.kubeconfig,
     processes,
     startedAt: new Date(started).toISOString(),
@@ -293,6 +302,7 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
         // The apiserver's certificate also names 127.0.0.1, where the node agent listens.
         DEVCLUSTER_KUBELET_CERT: pki.apiserverCert,
         DEVCLUSTER_KUBELET_KEY: pki.apiserverKey,
+        DEVCLUSTER_POD_NETWORK_OCTET: String(podNetworkOctet),
       }),
     );
 
@@ -348,12 +358,29 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
   }
 }
 
-/** Stops every process the cluster started (the node agent first, so it stops its pods). */
+/**
+ * False when the folder records a cluster none of whose processes runs any more (it crashed or was
+ * killed without `cluster:down`); a folder recording none may be starting one.
+ */
+function clusterMayRun(dir: string): boolean {
+  try {
+    const state = readState(dir);
+    return state === undefined || state.processes.some((proc) => isAlive(proc.pid));
+  } catch {
+    return true; // a state file being written: assume the cluster runs
+  }
+}
+
+/**
+ * Stops every process the cluster started (the node agent first, so it stops its pods), then gives
+ * its pod address block back.
+ */
 export async function down(log: (line: string) => void = console.log): Promise<void> {
   const dir = clusterDir();
   const state = readState(dir);
   if (!state) {
     log("no local cluster is recorded in " + dir);
+    await releasePodNetwork({ clusterDir: dir });
     return;
   }
   const order = ["node-agent", "kube-controller-manager", "kube-apiserver", "minio", "etcd"];
@@ -363,6 +390,7 @@ export async function down(log: (line: string) => void = console.log): Promise<v
     log(`stopped ${proc.name} (pid ${proc.pid})`);
   }
   await stopLeftoverPods(paths(dir).pods);
+  await releasePodNetwork({ clusterDir: dir });
   rmSync(paths(dir).state, { force: true });
 }
 

@@ -4,7 +4,7 @@ import type { V1Container, V1EnvVar, V1OwnerReference, V1Pod, V1PodSpec } from "
 import { keyGroupRangeForTask } from "../api/key-groups.js";
 import { PROTOCOL_VERSION, type TaskManagerConfig } from "../api/protocol.js";
 import { API_VERSION, KIND, type StreamJob } from "../api/streamjob.js";
-import { ENV } from "../taskmanager/config/environment.js";
+import { ENV, TERMINATION_MESSAGE_PATH } from "../taskmanager/config/environment.js";
 import {
   jobLabelValue,
   LABELS,
@@ -119,6 +119,10 @@ function taskManagerPod(input: DesiredInput, taskIndex: number, tokenSecret: str
       periodSeconds: 5,
       failureThreshold: 3,
     },
+    // Why a TaskManager stopped reaches containerStatuses[].state.terminated.message: the file it
+    // writes, else the tail of its log when it failed (docs/protocol.md, "Start-up configuration").
+    terminationMessagePath: TERMINATION_MESSAGE_PATH,
+    terminationMessagePolicy: "FallbackToLogsOnError",
     securityContext: {
       allowPrivilegeEscalation: false,
       capabilities: { drop: ["ALL"] },

@@ -24,9 +24,23 @@ export function observePod(pod: V1Pod): ObservedPod {
     deleting: pod.metadata?.deletionTimestamp !== undefined,
     ...(container?.state?.waiting?.reason && { waitingReason: container.state.waiting.reason }),
     ...(terminated && {
-      terminated: { exitCode: terminated.exitCode, ...(terminated.reason && { reason: terminated.reason }) },
+      terminated: {
+        exitCode: terminated.exitCode,
+        ...(terminated.reason && { reason: terminated.reason }),
+        ...(terminated.message?.trim() && { message: oneLine(terminated.message) }),
+      },
     }),
   };
+}
+
+/** Short enough for an event and a condition; the end of a log tail is what says most. */
+export const MAX_TERMINATION_MESSAGE_CHARS = 512;
+
+function oneLine(message: string): string {
+  const line = message.replace(/\s+/g, " ").trim();
+  return line.length <= MAX_TERMINATION_MESSAGE_CHARS
+    ? line
+    : `…${line.slice(line.length - MAX_TERMINATION_MESSAGE_CHARS + 1)}`;
 }
 
 function label(value: string | undefined): number | undefined {

@@ -28,11 +28,14 @@
 // - Waiting is not polling: pod events and the coordinator (a snapshot finished, the failure manager
 //   gave up) wake the job; a plan asks to look again only at a deadline no event marks (a pod's
 //   readiness timeout, the end of a restart backoff, the next retry while degraded).
+// - A TaskManager that exits with EXIT_CONFIGURATION_ERROR cannot start as the spec says: the job
+//   is Failed at once (ConfigurationError), with the TaskManager's termination message; no restart.
 import type { V1Pod } from "@kubernetes/client-node";
 import { parseDuration } from "../api/duration.js";
 import type { Phase, StreamJob } from "../api/streamjob.js";
 import { desiredChildren, type RestoreTarget } from "./desired.js";
 import { classifySpecChanges, strongestSpecChange } from "./spec-changes.js";
+import { EXIT_CONFIGURATION_ERROR } from "../taskmanager/config/environment.js";
 
 /** A TaskManager pod as the planner needs it; observe-pod.ts builds it from a V1Pod. */
 export interface ObservedPod {
@@ -50,8 +53,8 @@ export interface ObservedPod {
   deleting: boolean;
   /** Why the container is not running yet, e.g. ImagePullBackOff. */
   waitingReason?: string;
-  /** How the container ended, for the restart message. */
-  terminated?: { exitCode: number; reason?: string };
+  /** How the container ended, for the restart message; `message` is its termination message. */
+  terminated?: { exitCode: number; reason?: string; message?: string };
 }
 
 /** The last snapshot the planner asked the coordinator for, as the coordinator reports it. */
@@ -299,6 +302,14 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
   }
   if (failure) {
     stop(failure);
+    const misconfigured = current.some(
+      (pod) => pod.phase === "Failed" && pod.terminated?.exitCode === EXIT_CONFIGURATION_ERROR,
+    );
+    if (misconfigured) {
+      const message = `${failure}; not restarted: no restart fixes a configuration error; change the spec to redeploy`;
+      actions.push({ type: "RecordEvent", eventType: "Warning", reason: "ConfigurationError", message });
+      return { ...base, actions, phase: "Failed", reason: "ConfigurationError", message };
+    }
     if (restarts >= spec.restart.maxRestarts) {
       actions.push({
         type: "RecordEvent",
@@ -379,10 +390,21 @@ function findFailure(
   now: number,
   unreadyTimeoutMs: number,
 ): string | undefined {
-  const failed = current.find((pod) => pod.phase === "Failed" || pod.phase === "Succeeded");
+  // A configuration error first: it decides that the job is not restarted.
+  const failed =
+    current.find((pod) => pod.phase === "Failed" && pod.terminated?.exitCode === EXIT_CONFIGURATION_ERROR) ??
+    current.find((pod) => pod.phase === "Failed" || pod.phase === "Succeeded");
   if (failed) {
     const exit = failed.terminated;
-    return `TaskManager ${failed.name} ${failed.phase === "Failed" ? "failed" : "exited"}${exit ? ` (exit code ${exit.exitCode}${exit.reason ? `, ${exit.reason}` : ""})` : ""}`;
+    // 137 is SIGKILL; the kubelet says OOMKilled for the OOM killer, so what is left is a kill after
+    // a failed liveness probe (whose SIGTERM was not enough) or a kill -9.
+    const killed = exit?.exitCode === 137 && exit.reason !== "OOMKilled";
+    const how = killed
+      ? "was killed by its liveness probe or a SIGKILL"
+      : failed.phase === "Failed"
+        ? "failed"
+        : "exited";
+    return `TaskManager ${failed.name} ${how}${exit ? ` (exit code ${exit.exitCode}${exit.reason ? `, ${exit.reason}` : ""})${exit.message ? `: ${exit.message}` : ""}` : ""}`;
   }
   const present = new Set(current.map((pod) => pod.taskIndex));
   const missing = Array.from({ length: parallelism }, (_, index) => index).filter(

@@ -1,10 +1,18 @@
 // Entry point of the streamjob-taskmanager image: `node dist/taskmanager/main.js`.
-// Exits 0 after SIGTERM/SIGINT or when replaced by a newer epoch, 1 when it must not start (invalid
-// environment, failed restore) or the job failed.
+// Exits 0 after SIGTERM/SIGINT or when replaced by a newer epoch; 78 when it cannot start as
+// configured (environment, start-up configuration, unknown program, bad job arguments); 1 when the
+// start failed otherwise (e.g. a restore) or the job failed. Why it failed goes to the termination
+// message file as well as the log, so `kubectl describe` and the operator can say it.
+import { closeSync, ftruncateSync, openSync, writeSync } from "node:fs";
 import { pino } from "pino";
 import { MinioObjectStore } from "../storage/minio-object-store.js";
 import type { ObjectStore } from "../storage/object-store.js";
-import { readEnvironment } from "./config/environment.js";
+import {
+  ConfigurationError,
+  exitFor,
+  readEnvironment,
+  TERMINATION_MESSAGE_PATH,
+} from "./config/environment.js";
 import { loadJob } from "./jobs/load-job.js";
 import { startTaskManager, type RunningTaskManager } from "./task-manager.js";
 
@@ -18,7 +26,10 @@ async function main(): Promise<number> {
     epoch: config.epoch,
     taskIndex: config.taskIndex,
   });
-  const job = await loadJob(config.program.name);
+  // Whatever keeps the program from loading (unknown name, missing module) no restart can fix.
+  const job = await loadJob(config.program.name).catch((err: Error) => {
+    throw new ConfigurationError(err.message, { cause: err });
+  });
   const stores = new Map<string, ObjectStore>();
   const storage = (bucket: string): ObjectStore => {
     let store = stores.get(bucket);
@@ -64,15 +75,37 @@ async function main(): Promise<number> {
     taskLog.info({ newerEpoch: ended.epoch }, "replaced by a newer epoch: stopped");
     return 0;
   }
+  // The message ends the log too: with no message file, the log's tail is the termination message.
+  writeTerminationMessage(`the job failed: ${ended.error.message}`);
   taskLog.error({ err: ended.error }, "the job failed");
   return 1;
+}
+
+/**
+ * The kubelet creates the file before the container starts; outside a pod there is none, and none
+ * is created (the log says it all there).
+ */
+function writeTerminationMessage(message: string): void {
+  try {
+    const fd = openSync(TERMINATION_MESSAGE_PATH, "r+");
+    try {
+      ftruncateSync(fd);
+      writeSync(fd, message);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    log.warn({ err }, `could not write the termination message to ${TERMINATION_MESSAGE_PATH}`);
+  }
 }
 
 // process.exit: storage clients keep sockets alive that would otherwise hold the process open.
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
-    log.error({ err }, `refusing to start: ${(err as Error).message}`);
-    process.exit(1);
+    const { exitCode, message } = exitFor(err);
+    writeTerminationMessage(`refusing to start: ${message}`);
+    log.error({ err }, `refusing to start: ${message}`);
+    process.exit(exitCode);
   },
 );

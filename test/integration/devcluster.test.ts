@@ -1,8 +1,12 @@
 // The local cluster against its real apiserver: the node agent runs pods as a kubelet would,
 // the real controller manager, RBAC and PodSecurity admission do their part.
 import type { V1Pod } from "@kubernetes/client-node";
+import { execFile } from "node:child_process";
 import { readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { promisify } from "node:util";
+import { readState } from "../../src/devcluster/cluster.js";
+import { claimOwner } from "../../src/devcluster/pod-networks.js";
 import {
   clients,
   containerPid,
@@ -102,6 +106,25 @@ test("a shell pod from an unmapped image runs with its own loopback IP and a kub
   expect(logs.trim()).toBe(
     `POD_IP=${podIP} NAME=env NS=${ns} PASSWORD=s3cret MODE=fast CFG_level=3 GREETING=hello-env`,
   );
+});
+
+test("the cluster holds its own pod address block, and `cluster:up` on the running cluster keeps it", async () => {
+  const before = readState(testClusterDir)!;
+  const octet = Number(/^127\.(\d+)\.0\.0\/16$/.exec(before.podNetwork)?.[1]);
+  expect(claimOwner(octet)).toBe(testClusterDir);
+  const { stdout } = await promisify(execFile)(process.execPath, ["dist/devcluster/cli.js", "up"], {
+    cwd: repoRoot,
+    env: { ...process.env, DEVCLUSTER_DIR: testClusterDir },
+  });
+  expect(stdout).toContain(`local cluster already running at ${before.apiserverUrl}`);
+  expect(stdout).toContain(`pod addresses from ${before.podNetwork}`);
+  expect(readState(testClusterDir)!.podNetwork).toBe(before.podNetwork);
+  expect(claimOwner(octet)).toBe(testClusterDir);
+
+  const ns = await namespace("block");
+  await core.createNamespacedPod({ namespace: ns, body: shellPod("ip", "sleep 3600") });
+  const running = await waitForPod(core, ns, "ip", "Running", isRunning);
+  expect(running.status!.podIP!.startsWith(`127.${octet}.`)).toBe(true);
 });
 
 test("a pod that refers to a missing Secret waits with CreateContainerConfigError, then starts once it exists", async () => {
@@ -341,4 +364,57 @@ test("readiness follows the httpGet probe", async () => {
   const podDir = readdirSync(podsDir).find((d) => d.startsWith(`${ns}_web_`))!;
   writeFileSync(path.join(podsDir, podDir, "ready"), "");
   await waitForPod(core, ns, "web", "Ready", ready, 10_000);
+});
+
+test("a container's termination message: the file it wrote, else with FallbackToLogsOnError its log's tail", async () => {
+  const ns = await namespace("message");
+  const never = { restartPolicy: "Never" as const };
+  await core.createNamespacedPod({
+    namespace: ns,
+    body: shellPod(
+      "file",
+      "echo starting; echo 'cannot go on: no config' > /dev/termination-log; exit 3",
+      never,
+    ),
+  });
+  const fallback = shellPod("logs", "echo first; echo 'last words' >&2; exit 4", never);
+  fallback.spec!.containers[0]!.terminationMessagePolicy = "FallbackToLogsOnError";
+  await core.createNamespacedPod({ namespace: ns, body: fallback });
+  const clean = shellPod("clean", "echo all good", never);
+  clean.spec!.containers[0]!.terminationMessagePolicy = "FallbackToLogsOnError";
+  await core.createNamespacedPod({ namespace: ns, body: clean });
+
+  const terminated = async (name: string, phase: string) =>
+    (await waitForPod(core, ns, name, phase, (p) => p.status?.phase === phase)).status!.containerStatuses![0]!
+      .state!.terminated!;
+  expect(await terminated("file", "Failed")).toMatchObject({
+    exitCode: 3,
+    reason: "Error",
+    message: "cannot go on: no config\n",
+  });
+  expect(await terminated("logs", "Failed")).toMatchObject({ exitCode: 4, message: "first\nlast words\n" });
+  // Only a failed container falls back to its log.
+  expect((await terminated("clean", "Succeeded")).message).toBeUndefined();
+});
+
+test("a liveness-probe kill reads as killed (137, Error) after a Killing event, even when the process exits 0", async () => {
+  const ns = await namespace("liveness");
+  const hung = shellPod("hung", "trap 'exit 0' TERM; while true; do sleep 0.2; done", {
+    restartPolicy: "Never",
+  });
+  hung.spec!.containers[0]!.livenessProbe = {
+    exec: { command: ["false"] },
+    periodSeconds: 1,
+    failureThreshold: 2,
+  };
+  await core.createNamespacedPod({ namespace: ns, body: hung });
+  const failed = await waitForPod(core, ns, "hung", "Failed", (p) => p.status?.phase === "Failed", 30_000);
+  expect(failed.status!.containerStatuses![0]!.state!.terminated).toMatchObject({
+    exitCode: 137,
+    reason: "Error",
+  });
+  const events = await core.listNamespacedEvent({ namespace: ns, fieldSelector: "reason=Killing" });
+  expect(events.items.map((event) => event.message)).toContain(
+    "Container main failed liveness probe, will be restarted",
+  );
 });

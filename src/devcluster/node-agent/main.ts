@@ -19,7 +19,7 @@ import { z } from "zod";
 import { repoRoot } from "../assets.js";
 import { loadImageMap } from "./images.js";
 import { startLogServer } from "./log-server.js";
-import { PodIPAllocator, podNetworkOctet } from "./pod-ips.js";
+import { PodIPAllocator } from "./pod-ips.js";
 import { PodRunner } from "./pod-runner.js";
 
 const Config = z.object({
@@ -31,6 +31,8 @@ const Config = z.object({
   DEVCLUSTER_KUBELET_CERT: z.string().min(1),
   DEVCLUSTER_KUBELET_KEY: z.string().min(1),
   DEVCLUSTER_IMAGES: z.string().optional(),
+  /** N of the 127.N.0.0/16 block the cluster claimed for its pods. */
+  DEVCLUSTER_POD_NETWORK_OCTET: z.coerce.number().int().min(1).max(254),
 });
 
 const config = Config.parse(process.env);
@@ -211,9 +213,7 @@ function recordEvent(pod: V1Pod, type: "Normal" | "Warning", reason: string, mes
 }
 
 const runners = new Map<string, PodRunner>();
-const ips = new PodIPAllocator(
-  podNetworkOctet(path.resolve(config.DEVCLUSTER_DIR), path.join(repoRoot, ".devcluster")),
-);
+const ips = new PodIPAllocator(config.DEVCLUSTER_POD_NETWORK_OCTET);
 
 function keyOf(pod: V1Pod): string {
   return `${pod.metadata?.namespace}/${pod.metadata?.name}`;

@@ -3,6 +3,7 @@
 // files (a `/tmp` emptyDir while the repository is checked out under /tmp) would hide them, and
 // with them the sources of the volumes mounted after it. So every source is first bound to a
 // private staging tmpfs, then mounted from there, and an image path a volume covers is bound back.
+import path from "node:path";
 import type { Mount } from "./volumes.js";
 
 /** Where the staging tmpfs goes; each container's namespace mounts its own, invisible to the host. */
@@ -26,14 +27,25 @@ export function mountSteps(mounts: Mount[], imagePaths: string[]): string[] {
   const covered = imagePaths.filter((p) => mounts.some((m) => covers(m.target, p)));
   const steps = [`mkdir -p ${STAGE}`, `mount -t tmpfs -o mode=0700 devcluster-stage ${STAGE}`];
   mounts.forEach((m, i) => {
-    steps.push(`mkdir ${STAGE}/${i}`, `mount --bind ${shellQuote(m.source)} ${STAGE}/${i}`);
+    steps.push(
+      m.file ? `touch ${STAGE}/${i}` : `mkdir ${STAGE}/${i}`,
+      `mount --bind ${shellQuote(m.source)} ${STAGE}/${i}`,
+    );
   });
   covered.forEach((p, i) => {
     steps.push(`mkdir ${STAGE}/image-${i}`, `mount --rbind ${shellQuote(p)} ${STAGE}/image-${i}`);
   });
   mounts.forEach((m, i) => {
     const target = shellQuote(m.target);
-    steps.push(`mkdir -p ${target}`, `mount --bind ${STAGE}/${i} ${target}`);
+    // A missing mount point is made on the host, a folder or, for a file, an empty file (e.g.
+    // /dev/termination-log) that only this namespace's mount gives content.
+    if (m.file)
+      steps.push(
+        `mkdir -p ${shellQuote(path.posix.dirname(m.target))}`,
+        `[ -e ${target} ] || touch ${target}`,
+      );
+    else steps.push(`mkdir -p ${target}`);
+    steps.push(`mount --bind ${STAGE}/${i} ${target}`);
     if (m.readOnly) steps.push(`mount -o remount,bind,ro ${target}`);
   });
   covered.forEach((p, i) => {

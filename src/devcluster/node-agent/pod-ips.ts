@@ -1,14 +1,7 @@
 // Every pod gets its own loopback address (127.N.x.y): Linux routes all of 127.0.0.0/8 to the
 // loopback interface, so pods can listen on the same port without clashing, as on a real node.
-// Each cluster on the machine gets its own N (podNetworkOctet), so two clusters never hand out the
-// same address.
-import { createHash } from "node:crypto";
-
-/** The second octet of a cluster's pod addresses: 1 for the default cluster, else 10-249 by folder. */
-export function podNetworkOctet(clusterDir: string, defaultDir: string): number {
-  if (clusterDir === defaultDir) return 1;
-  return 10 + (createHash("sha256").update(clusterDir).digest()[0]! % 240);
-}
+// Each cluster on the machine claims its own N (../pod-networks.ts), so two clusters never hand out
+// the same address.
 
 export class PodIPAllocator {
   private readonly byPod = new Map<string, number>();

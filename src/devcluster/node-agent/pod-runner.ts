@@ -10,7 +10,17 @@ import type {
   V1Probe,
 } from "@kubernetes/client-node";
 import { spawn, type ChildProcess } from "node:child_process";
-import { chownSync, closeSync, mkdirSync, openSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import net from "node:net";
@@ -20,7 +30,16 @@ import { ContainerConfigError, resolveEnv, type EnvSources } from "./env.js";
 import { repoRoot } from "../assets.js";
 import { containerCommand, type ImageMap } from "./images.js";
 import { mountSteps } from "./mount-script.js";
-import { podPhase, restartBackoffMs, shouldRestart, type RestartPolicy } from "./pod-status.js";
+import {
+  MAX_TERMINATION_MESSAGE_BYTES,
+  MAX_TERMINATION_MESSAGE_LOG_BYTES,
+  podPhase,
+  restartBackoffMs,
+  shouldRestart,
+  terminationMessage,
+  type RestartPolicy,
+  type TerminationMessagePolicy,
+} from "./pod-status.js";
 import { PodVolumes, type Mount, type VolumeSources } from "./volumes.js";
 
 export interface PodRunnerDeps {
@@ -201,6 +220,9 @@ export class PodRunner {
       this.deps.logDir,
       `${this.pod.metadata?.namespace}_${this.pod.metadata?.name}_${spec.name}.log`,
     );
+    // The kubelet's termination message file: fresh for every run, writable by the container's user,
+    // mounted at terminationMessagePath (only with mount namespaces, i.e. as root).
+    const messageFile = path.join(this.deps.podDir, `${spec.name}.termination-log`);
     void (async () => {
       let argv: string[];
       let env: Record<string, string>;
@@ -209,7 +231,15 @@ export class PodRunner {
         const command = containerCommand(this.deps.imageMap, spec.image ?? "", spec.command, spec.args);
         user = this.containerUser(spec, command.imageUser);
         env = await resolveEnv(this.pod, spec, this.deps.podIP, this.deps.sources);
-        argv = this.wrap(command.argv, this.volumes.mounts(spec), user);
+        writeFileSync(messageFile, "");
+        chmodSync(messageFile, 0o666);
+        const messageMount = {
+          source: messageFile,
+          target: spec.terminationMessagePath ?? "/dev/termination-log",
+          readOnly: false,
+          file: true,
+        };
+        argv = this.wrap(command.argv, [...this.volumes.mounts(spec), messageMount], user);
       } catch (err) {
         const reason =
           err instanceof ContainerConfigError ? "CreateContainerConfigError" : "CreateContainerError";
@@ -225,6 +255,8 @@ export class PodRunner {
       }
       if (this.stopping) return;
       const fd = openSync(logFile, "a");
+      // Where this run's output starts: a message from the log is from this run only.
+      const logStart = fstatSync(fd).size;
       const child = spawn(argv[0]!, argv.slice(1), {
         cwd: spec.workingDir ?? this.deps.podDir,
         env: {
@@ -264,11 +296,26 @@ export class PodRunner {
         c.timers = [];
         c.process = undefined;
         c.ready = false;
-        const exitCode = code ?? 128 + (signal ? (signalNumbers[signal] ?? 15) : 15);
+        // A container killed for failing its liveness probe reads as killed (137, Error) whatever
+        // it returned: a TaskManager exits 0 on SIGTERM, which would read as a clean stop.
+        const exitCode =
+          c.killedBy === "liveness" ? 137 : (code ?? 128 + (signal ? (signalNumbers[signal] ?? 15) : 15));
+        let message: string | undefined;
+        try {
+          message = terminationMessage({
+            policy: (spec.terminationMessagePolicy ?? "File") as TerminationMessagePolicy,
+            exitCode,
+            file: readTail(messageFile, 0, MAX_TERMINATION_MESSAGE_BYTES),
+            log: () => readTail(logFile, logStart, MAX_TERMINATION_MESSAGE_LOG_BYTES) ?? Buffer.alloc(0),
+          });
+        } catch (err) {
+          message = `Error on reading termination message: ${(err as Error).message}`; // as the kubelet says it
+        }
         c.state = {
           terminated: {
             exitCode,
             reason: exitCode === 0 ? "Completed" : "Error",
+            ...(message && { message }),
             ...(signal ? { signal: signalNumbers[signal] } : {}),
             startedAt,
             finishedAt: now(),
@@ -492,6 +539,28 @@ export class PodRunner {
       initContainerStatuses: init.map((c) => this.containerStatus(c)),
       containerStatuses,
     };
+  }
+}
+
+/**
+ * At most the last `max` bytes of a file from `from` on; undefined when there is no file. Only the
+ * tail is read: the kubelet's caps make anything before it irrelevant (see terminationMessage).
+ */
+function readTail(file: string, from: number, max: number): Buffer | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const start = Math.max(from, size - max);
+    const buffer = Buffer.alloc(Math.max(0, size - start));
+    return buffer.subarray(0, readSync(fd, buffer, 0, buffer.length, start));
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -33,3 +33,45 @@ export function podPhase(
   );
   return everStarted ? "Running" : "Pending";
 }
+
+// The kubelet's caps (pkg/kubelet/container/runtime.go): a message file is read up to its last
+// 4096 bytes; a message taken from the log is its last 80 lines, at most their last 2048 bytes.
+export const MAX_TERMINATION_MESSAGE_BYTES = 4096;
+export const MAX_TERMINATION_MESSAGE_LOG_BYTES = 2048;
+export const MAX_TERMINATION_MESSAGE_LOG_LINES = 80;
+
+export type TerminationMessagePolicy = "File" | "FallbackToLogsOnError";
+
+/**
+ * A terminated container's `message`, as the kubelet's getTerminationMessage computes it: the message
+ * file's tail; with FallbackToLogsOnError and a failed container whose file is missing or empty, the
+ * tail of what it logged. `file` is undefined when there is none; `log` is read only when needed.
+ */
+export function terminationMessage(input: {
+  policy: TerminationMessagePolicy;
+  exitCode: number;
+  file: Buffer | undefined;
+  log: () => Buffer;
+}): string | undefined {
+  const fromFile = input.file && tailBytes(input.file, MAX_TERMINATION_MESSAGE_BYTES);
+  if (fromFile) return fromFile;
+  if (input.policy !== "FallbackToLogsOnError" || input.exitCode === 0) return undefined;
+  const lines = tailLines(input.log(), MAX_TERMINATION_MESSAGE_LOG_LINES);
+  return tailBytes(lines, MAX_TERMINATION_MESSAGE_LOG_BYTES) || undefined;
+}
+
+function tailBytes(bytes: Buffer, max: number): string {
+  return bytes.subarray(Math.max(0, bytes.length - max)).toString("utf8");
+}
+
+/** The last `count` lines (a final newline ends the last line, it does not start another). */
+export function tailLines(bytes: Buffer, count: number): Buffer {
+  let start = bytes.length;
+  let seen = 0;
+  const end = bytes[bytes.length - 1] === 0x0a ? bytes.length - 1 : bytes.length;
+  for (let i = end - 1; i >= 0; i--) {
+    if (bytes[i] === 0x0a && ++seen === count) break;
+    start = i;
+  }
+  return bytes.subarray(start);
+}

@@ -17,6 +17,8 @@ export interface Mount {
   source: string;
   target: string;
   readOnly: boolean;
+  /** A single file (the termination message file) rather than a folder. */
+  file?: boolean;
 }
 
 function writeAtomic(file: string, content: string, mode: number): void {

@@ -12,6 +12,26 @@ export const ENV = {
   podIp: "POD_IP",
 } as const;
 
+/**
+ * Exit code of a TaskManager that cannot start as configured (sysexits' EX_CONFIG): no restart can
+ * fix it, so the operator does not retry until the spec changes (docs/protocol.md, "Start-up").
+ */
+export const EXIT_CONFIGURATION_ERROR = 78;
+
+/** Where a TaskManager writes why it stopped: Kubernetes' default terminationMessagePath. */
+export const TERMINATION_MESSAGE_PATH = "/dev/termination-log";
+
+/** The environment, the start-up configuration, `program` or its arguments are unusable. */
+export class ConfigurationError extends Error {}
+
+/** How a TaskManager that failed exits, and its termination message. */
+export function exitFor(err: unknown): { exitCode: number; message: string } {
+  const reason = err instanceof Error ? err.message : String(err);
+  return err instanceof ConfigurationError
+    ? { exitCode: EXIT_CONFIGURATION_ERROR, message: `configuration error: ${reason}` }
+    : { exitCode: 1, message: reason };
+}
+
 const TaskManagerEnvironment = z.object({
   [ENV.config]: z.string({ error: "missing" }).min(1, "empty"),
   [ENV.token]: z.string({ error: "missing" }).min(1, "empty"),
@@ -31,15 +51,15 @@ export interface TaskManagerEnvironment {
 /** Parses the environment; throws one line naming every bad variable or config field. */
 export function readEnvironment(env: NodeJS.ProcessEnv): TaskManagerEnvironment {
   const parsed = TaskManagerEnvironment.safeParse(env);
-  if (!parsed.success) throw new Error(`invalid environment: ${formatZodError(parsed.error)}`);
+  if (!parsed.success) throw new ConfigurationError(`invalid environment: ${formatZodError(parsed.error)}`);
   let json: unknown;
   try {
     json = JSON.parse(parsed.data[ENV.config]);
   } catch {
-    throw new Error(`invalid environment: ${ENV.config}: not JSON`);
+    throw new ConfigurationError(`invalid environment: ${ENV.config}: not JSON`);
   }
   const config = TaskManagerConfig.safeParse(json);
-  if (!config.success) throw new Error(`invalid ${ENV.config}: ${formatZodError(config.error)}`);
+  if (!config.success) throw new ConfigurationError(`invalid ${ENV.config}: ${formatZodError(config.error)}`);
   return {
     config: config.data,
     token: parsed.data[ENV.token],

@@ -30,6 +30,23 @@ describe("mountSteps", () => {
     expect(steps).toContain(`mount --rbind '/tmp/repo' ${STAGE}/image-0`);
   });
 
+  it("mounts a file over a file, making an empty one to mount over only when it is missing", () => {
+    const log = {
+      source: "/pods/p/taskmanager.termination-log",
+      target: "/dev/termination-log",
+      readOnly: false,
+      file: true,
+    };
+    const steps = mountSteps([log], []);
+    expect(steps).toContain(`touch ${STAGE}/0`);
+    expect(steps).not.toContain(`mkdir ${STAGE}/0`);
+    expect(steps.slice(-3)).toEqual([
+      "mkdir -p '/dev'",
+      "[ -e '/dev/termination-log' ] || touch '/dev/termination-log'",
+      `mount --bind ${STAGE}/0 '/dev/termination-log'`,
+    ]);
+  });
+
   it("quotes paths for the shell", () => {
     const steps = mountSteps([{ source: "/a b/it's", target: "/data", readOnly: false }], []);
     expect(steps).toContain(`mount --bind '/a b/it'\\''s' ${STAGE}/0`);

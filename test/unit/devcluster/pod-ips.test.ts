@@ -1,4 +1,4 @@
-import { PodIPAllocator, podNetworkOctet } from "../../../src/devcluster/node-agent/pod-ips.js";
+import { PodIPAllocator } from "../../../src/devcluster/node-agent/pod-ips.js";
 
 test("each pod gets a distinct loopback address, stable for the pod", () => {
   const ips = new PodIPAllocator();
@@ -29,15 +29,6 @@ test("addresses past 255 carry into the third octet, and the pool wraps to freed
   expect(full.allocate("reuse")).toBe("127.1.0.42");
 });
 
-test("each cluster folder gets its own address block; the default cluster keeps 127.1", () => {
-  const root = "/repo/.devcluster";
-  expect(podNetworkOctet(root, root)).toBe(1);
-  const test = podNetworkOctet("/repo/.devcluster/test", root);
-  const bench = podNetworkOctet("/repo/.devcluster/bench", root);
-  for (const octet of [test, bench]) {
-    expect(octet).toBeGreaterThanOrEqual(10);
-    expect(octet).toBeLessThan(250);
-  }
-  expect(test).not.toBe(bench);
-  expect(new PodIPAllocator(test).allocate("a")).toBe(`127.${test}.0.1`);
+test("addresses come from the cluster's own block", () => {
+  expect(new PodIPAllocator(42).allocate("a")).toBe("127.42.0.1");
 });

@@ -205,6 +205,15 @@ describe("desiredChildren", () => {
     expect(pod.spec?.terminationGracePeriodSeconds).toBe(30);
   });
 
+  it("says why a TaskManager stopped the Kubernetes way: its message file, else its log's tail", () => {
+    const [pod] = desiredChildren({ job: streamJob(), epoch: 1, storage: STORAGE }).pods;
+    if (!pod) throw new Error("no pod");
+    expect(container(pod)).toMatchObject({
+      terminationMessagePath: "/dev/termination-log",
+      terminationMessagePolicy: "FallbackToLogsOnError",
+    });
+  });
+
   it("refuses a StreamJob without a uid: an owner reference needs one", () => {
     const job = streamJob();
     delete job.metadata.uid;

@@ -1,4 +1,4 @@
-import type { V1Pod } from "@kubernetes/client-node";
+import type { V1ContainerState, V1ContainerStatus, V1Pod } from "@kubernetes/client-node";
 import { observePod } from "../../../src/operator/observe-pod.js";
 
 const created = "2025-01-01T12:00:00Z";
@@ -13,6 +13,10 @@ function v1Pod(status: V1Pod["status"], labels: Record<string, string> = {}, del
     },
     status,
   };
+}
+
+function taskManagerContainer(state: V1ContainerState): V1ContainerStatus {
+  return { name: "taskmanager", image: "x", imageID: "", ready: false, restartCount: 0, state };
 }
 
 describe("observePod", () => {
@@ -49,16 +53,7 @@ describe("observePod", () => {
     const waiting = observePod(
       v1Pod({
         phase: "Pending",
-        containerStatuses: [
-          {
-            name: "taskmanager",
-            image: "x",
-            imageID: "",
-            ready: false,
-            restartCount: 0,
-            state: { waiting: { reason: "ImagePullBackOff" } },
-          },
-        ],
+        containerStatuses: [taskManagerContainer({ waiting: { reason: "ImagePullBackOff" } })],
       }),
     );
     expect(waiting).toMatchObject({
@@ -70,16 +65,7 @@ describe("observePod", () => {
       v1Pod(
         {
           phase: "Failed",
-          containerStatuses: [
-            {
-              name: "taskmanager",
-              image: "x",
-              imageID: "",
-              ready: false,
-              restartCount: 0,
-              state: { terminated: { exitCode: 137, reason: "Error" } },
-            },
-          ],
+          containerStatuses: [taskManagerContainer({ terminated: { exitCode: 137, reason: "Error" } })],
         },
         {},
         true,
@@ -90,6 +76,28 @@ describe("observePod", () => {
       deleting: true,
       terminated: { exitCode: 137, reason: "Error" },
     });
+  });
+
+  it("keeps the termination message on one line, its end when it is long", () => {
+    const terminated = (message: string) =>
+      observePod(
+        v1Pod({
+          phase: "Failed",
+          containerStatuses: [
+            taskManagerContainer({ terminated: { exitCode: 78, reason: "Error", message } }),
+          ],
+        }),
+      ).terminated;
+    expect(terminated("refusing to start:\n  bad program\n")).toEqual({
+      exitCode: 78,
+      reason: "Error",
+      message: "refusing to start: bad program",
+    });
+    const long = terminated(`${"x".repeat(1000)} the end`)!.message!;
+    expect(long).toHaveLength(512);
+    expect(long.startsWith("…")).toBe(true);
+    expect(long.endsWith("x the end")).toBe(true);
+    expect(terminated(" \n ")).toEqual({ exitCode: 78, reason: "Error" });
   });
 
   it("timestamps held as strings (raw JSON) are read too; an unknown phase is Unknown", () => {

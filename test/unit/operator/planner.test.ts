@@ -156,6 +156,11 @@ describe("plan", () => {
       [pod(1, 0, { phase: "Failed", ready: false, terminated: { exitCode: 137, reason: "OOMKilled" } })],
       /failed \(exit code 137, OOMKilled\)/,
     ],
+    [
+      "a pod killed by its liveness probe (as the kubelet reports it: 137, Error)",
+      [pod(1, 0, { phase: "Failed", ready: false, terminated: { exitCode: 137, reason: "Error" } })],
+      /orders-tm-1-0 was killed by its liveness probe or a SIGKILL \(exit code 137, Error\)/,
+    ],
     ["a deleted pod", [], /TaskManager 0 deleted/],
     [
       "a pod unready past the threshold",
@@ -240,6 +245,67 @@ describe("plan", () => {
     expect(result).toMatchObject({ phase: "Failed", reason: "MaxRestartsReached", epoch: 1 });
     expect(result.message).toContain("maxRestarts is 3");
     expect(summary(result)).toEqual(["StopCoordinator", "RecordEvent"]);
+  });
+
+  it("a TaskManager's termination message is part of the failure it restarts for", () => {
+    const failed = pod(1, 0, {
+      phase: "Failed",
+      ready: false,
+      createdAt: NOW - 600_000,
+      terminated: { exitCode: 1, reason: "Error", message: "the job failed: disk full" },
+    });
+    const result = plan(observed({ pods: [failed] }));
+    expect(result).toMatchObject({ phase: "Restarting", restarts: 1 });
+    const event = result.actions.find((action) => action.type === "RecordEvent");
+    expect(event).toMatchObject({
+      reason: "Restarting",
+      message: expect.stringContaining(
+        "TaskManager orders-tm-1-0 failed (exit code 1, Error): the job failed: disk full; restarting from checkpoint 7",
+      ),
+    });
+  });
+
+  it("a configuration error fails the job at once, saying why, with no restart and its pods kept", () => {
+    const why = 'refusing to start: configuration error: program "nope": not a built-in job';
+    const misconfigured = pod(1, 0, {
+      phase: "Failed",
+      ready: false,
+      terminated: { exitCode: 78, reason: "Error", message: why },
+    });
+    const stillStarting = pod(1, 1, { phase: "Running", ready: false });
+    const result = plan(observed({ pods: [stillStarting, misconfigured], spec: { parallelism: 2 } }));
+    expect(result).toMatchObject({ phase: "Failed", reason: "ConfigurationError", restarts: 0, epoch: 1 });
+    expect(result.message).toContain(`TaskManager orders-tm-1-0 failed (exit code 78, Error): ${why}`);
+    expect(result.message).toContain("change the spec to redeploy");
+    expect(summary(result)).toEqual(["StopCoordinator", "RecordEvent"]);
+    expect(result.actions[1]).toMatchObject({ eventType: "Warning", reason: "ConfigurationError" });
+
+    // The next pass keeps it Failed: nothing is created or deleted until the spec changes.
+    const condition = {
+      type: "Degraded",
+      status: "True" as const,
+      reason: result.reason,
+      message: result.message,
+      lastTransitionTime: "2025-01-01T11:00:00Z",
+    };
+    const next = plan(
+      observed({
+        pods: [stillStarting, misconfigured],
+        spec: { parallelism: 2 },
+        status: { phase: "Failed", conditions: [condition] },
+      }),
+    );
+    expect(next).toMatchObject({ phase: "Failed", reason: "ConfigurationError", message: result.message });
+    expect(summary(next)).toEqual([]);
+    const fixed = plan(
+      observed({
+        pods: [stillStarting, misconfigured],
+        spec: { parallelism: 2, job: { name: "sequence" } },
+        reconciled: { parallelism: 2, job: { name: "nope" } },
+        status: { phase: "Failed", conditions: [condition] },
+      }),
+    );
+    expect(fixed).toMatchObject({ phase: "Restarting", epoch: 2, restarts: 0 });
   });
 
   it("a Failed job keeps its reason; raising maxRestarts alone redeploys it", () => {
