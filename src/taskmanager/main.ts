@@ -5,7 +5,7 @@ import { pino } from "pino";
 import { MinioObjectStore } from "../storage/minio-object-store.js";
 import type { ObjectStore } from "../storage/object-store.js";
 import { readEnvironment } from "./config/environment.js";
-import { loadJob } from "./jobs/load-job.js";
+import { loadJob } from "./job/load-job.js";
 import { startTaskManager, type RunningTaskManager } from "./task-manager.js";
 
 const log = pino({ name: "taskmanager" });
