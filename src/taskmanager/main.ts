@@ -13,7 +13,7 @@ import {
   readEnvironment,
   TERMINATION_MESSAGE_PATH,
 } from "./config/environment.js";
-import { loadJob } from "./jobs/load-job.js";
+import { loadJob } from "./job/load-job.js";
 import { startTaskManager, type RunningTaskManager } from "./task-manager.js";
 
 const log = pino({ name: "taskmanager" });

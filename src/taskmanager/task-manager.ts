@@ -7,7 +7,7 @@ import type { Logger } from "pino";
 import { PROTOCOL_VERSION, type TaskManagerConfig, type TaskManagerStatus } from "../api/protocol.js";
 import type { ObjectStore } from "../storage/object-store.js";
 import { CheckpointExecutor } from "./checkpoints/checkpoint-executor.js";
-import type { StreamJob } from "./job/stream-job.js";
+import type { JobDefinition } from "./job/job-definition.js";
 import { restoreCheckpoint, RestoreError } from "./restore/restore.js";
 import { TaskRuntime } from "./runtime/task-runtime.js";
 import { createTaskManagerApp } from "./server/app.js";
@@ -18,7 +18,7 @@ import { KeyGroupedStateBackend } from "./state/keyed-state.js";
 export interface TaskManagerOptions {
   config: TaskManagerConfig;
   token: string;
-  job: StreamJob<unknown>;
+  job: JobDefinition<unknown>;
   /** Object storage of the job's endpoint, one store per bucket. */
   storage(bucket: string): ObjectStore;
   host: string;

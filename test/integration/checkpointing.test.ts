@@ -6,7 +6,7 @@ import type { CompletedCheckpoint } from "../../src/coordinator/checkpoint-coord
 import type { TaskManagerClient } from "../../src/coordinator/interfaces.js";
 import { latestCompletedCheckpoint } from "../../src/coordinator/completed-checkpoints.js";
 import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
-import { verifySequenceOutput } from "../../src/taskmanager/jobs/sequence.js";
+import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
 import { decodeStatePart } from "../../src/taskmanager/state/state-part.js";
 import { LocalJob, type TaskManagerProcess } from "./support/local-job.js";
 import { waitFor } from "./support/cluster.js";

@@ -1,10 +1,11 @@
 // crds/streamjob.yaml in the real API server: defaults filled in, invalid StreamJobs refused at
-// `kubectl apply` naming the field (and by parseStreamJobSpec too), kubectl explain, printer
-// columns and the scale subresource.
+// `kubectl apply` naming the field (and by parseStreamJobSpec too), the docs' StreamJobs accepted,
+// kubectl explain, printer columns and the scale subresource.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { API_VERSION, KIND, parseStreamJobSpec, type StreamJobSpecInput } from "../../src/api/streamjob.js";
+import { API_VERSION, KIND, parseStreamJobSpec } from "../../src/api/streamjob.js";
+import { documentedStreamJobs, minimalSpec as minimal } from "../unit/support/doc-streamjobs.js";
 import { clients, createNamespace, kubectl } from "./support/cluster.js";
 import { installCrd } from "./support/streamjobs.js";
 
@@ -22,20 +23,19 @@ afterAll(async () => {
   if (ns !== undefined) await core.deleteNamespace({ name: ns }).catch(() => undefined);
 });
 
-const minimal: StreamJobSpecInput = {
-  image: "example/streamjob-taskmanager",
-  job: { name: "sequence" },
-  checkpoint: { storage: { bucket: "streamjob" } },
-};
-
-/** Runs `kubectl apply -f` on a StreamJob written to a file, as a user would. */
-async function apply(name: string, spec: unknown, extra: Record<string, unknown> = {}): Promise<string> {
+/** Runs `kubectl apply -f` (with `flags`) on a StreamJob written to a file, as a user would. */
+async function apply(
+  name: string,
+  spec: unknown,
+  extra: Record<string, unknown> = {},
+  ...flags: string[]
+): Promise<string> {
   const file = path.join(manifests, `${name}.json`);
   writeFileSync(
     file,
     JSON.stringify({ apiVersion: API_VERSION, kind: KIND, metadata: { name }, spec, ...extra }),
   );
-  return kubectl("apply", "-n", ns, "-f", file);
+  return kubectl("apply", ...flags, "-n", ns, "-f", file);
 }
 
 async function get(name: string): Promise<{ spec: unknown; status?: unknown }> {
@@ -144,6 +144,26 @@ describe("an invalid StreamJob is refused at kubectl apply, naming the field, an
       'unknown field "spec.colour"',
     );
   });
+});
+
+test("every StreamJob in README.md, docs/ and the examples passes a server-side dry run", async () => {
+  const documented = documentedStreamJobs();
+  expect(documented.length).toBeGreaterThan(5);
+  const refused: string[] = [];
+  for (const [i, { where, resource }] of documented.entries()) {
+    const { apiVersion, kind, spec } = resource;
+    await apply(`docs-${i}`, spec, { apiVersion, kind }, "--dry-run=server").catch((err: Error) =>
+      refused.push(`${where}: ${err.message}`),
+    );
+  }
+  expect(refused).toEqual([]);
+
+  // What a user following the guide's old `spec.program` got: strict decoding refuses the unknown
+  // field before the schema would miss spec.job.
+  const guide = documented.find(({ where }) => where.startsWith("docs/writing-a-job.md"));
+  const { job, ...rest } = guide?.resource.spec as { job: unknown };
+  const message = await refusal(apply("docs-program", { ...rest, program: job }, {}, "--dry-run=server"));
+  expect(message).toContain('unknown field "spec.program"');
 });
 
 test("maxParallelism cannot change once set: checkpoints hold that many key groups", async () => {

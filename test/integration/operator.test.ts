@@ -8,7 +8,7 @@ import path from "node:path";
 import { CustomObjectsApi } from "@kubernetes/client-node";
 import { jobDirectory } from "../../src/api/object-layout.js";
 import { GROUP, PLURAL, VERSION, type StreamJob } from "../../src/api/streamjob.js";
-import { verifySequenceOutput } from "../../src/taskmanager/jobs/sequence.js";
+import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
 import { MinioObjectStore } from "../../src/storage/minio-object-store.js";
 import { clients, containerPid, kubectl, repoRoot, waitFor } from "./support/cluster.js";
 import { storageConfig } from "./support/minio.js";

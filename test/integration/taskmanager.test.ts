@@ -19,7 +19,7 @@ import {
   storageConfigFromSecret,
   type StorageConfig,
 } from "../../src/storage/minio-object-store.js";
-import { verifySequenceOutput } from "../../src/taskmanager/jobs/sequence.js";
+import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
 import { clients, repoRoot, waitFor } from "./support/cluster.js";
 
 const BUCKET = "streamjob";

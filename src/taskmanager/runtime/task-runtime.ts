@@ -12,8 +12,8 @@ import {
   keyGroupOfPartition,
   type JobContext,
   type SourcePartition,
-  type StreamJob,
-} from "../job/stream-job.js";
+  type JobDefinition,
+} from "../job/job-definition.js";
 import type { KeyGroupedStateBackend, KeyedStateSnapshot } from "../state/keyed-state.js";
 import type { TwoPhaseCommitSink } from "../sink/two-phase-commit-sink.js";
 
@@ -26,7 +26,7 @@ export interface CheckpointCut {
 }
 
 export interface TaskRuntimeOptions {
-  job: StreamJob<unknown>;
+  job: JobDefinition<unknown>;
   context: JobContext;
   state: KeyGroupedStateBackend;
   sink: TwoPhaseCommitSink;

@@ -1,28 +1,9 @@
-import { readFileSync } from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { parse } from "yaml";
 import { z } from "zod";
 import { formatZodError } from "../../../src/api/protocol.js";
-import {
-  parseStreamJobSpec,
-  StreamJobSpec,
-  StreamJobStatus,
-  type StreamJobSpecInput,
-} from "../../../src/api/streamjob.js";
+import { parseStreamJobSpec, StreamJobSpec, StreamJobStatus } from "../../../src/api/streamjob.js";
+import { crdSchema as readCrdSchema, minimalSpec as minimal } from "../support/doc-streamjobs.js";
 
 type Schema = { [keyword: string]: unknown };
-
-const crdPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../crds/streamjob.yaml");
-
-function loadCrdSchema(): Schema {
-  const crd = parse(readFileSync(crdPath, "utf8")) as {
-    spec: { versions: Array<{ schema: { openAPIV3Schema: Schema } }> };
-  };
-  const version = crd.spec.versions[0];
-  if (version === undefined) throw new Error("the CRD has no version");
-  return version.schema.openAPIV3Schema;
-}
 
 function child(schema: Schema, ...keys: string[]): Schema {
   let node: unknown = schema;
@@ -31,7 +12,7 @@ function child(schema: Schema, ...keys: string[]): Schema {
   return node as Schema;
 }
 
-const crdSchema = loadCrdSchema();
+const crdSchema = readCrdSchema();
 const crdSpec = child(crdSchema, "properties", "spec");
 const crdStatus = child(crdSchema, "properties", "status");
 
@@ -172,12 +153,6 @@ describe("the zod schemas and crds/streamjob.yaml", () => {
 });
 
 // ── parseStreamJobSpec ─────────────────────────────────────────────────────────────────────────
-
-const minimal: StreamJobSpecInput = {
-  image: "example/streamjob-taskmanager",
-  job: { name: "sequence" },
-  checkpoint: { storage: { bucket: "streamjob" } },
-};
 
 /** `minimal` with a change at `path`: a value, or undefined to remove the field. */
 function withField(fieldPath: string, value: unknown): unknown {

@@ -1,13 +1,13 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { keyGroupRangeForTask } from "../../../src/api/key-groups.js";
 import { MemoryObjectStore } from "../../../src/storage/memory-object-store.js";
 import { readEnvironment } from "../../../src/taskmanager/config/environment.js";
-import type { StreamJob } from "../../../src/taskmanager/job/stream-job.js";
-import { loadJob } from "../../../src/taskmanager/jobs/load-job.js";
-import { sequenceJob } from "../../../src/taskmanager/jobs/sequence.js";
-import { wordcountJob, wordsOf } from "../../../src/taskmanager/jobs/wordcount.js";
+import { sequenceJob } from "../../../src/taskmanager/job/builtin/sequence.js";
+import { wordcountJob, wordsOf } from "../../../src/taskmanager/job/builtin/wordcount.js";
+import type { JobDefinition } from "../../../src/taskmanager/job/job-definition.js";
+import { loadJob } from "../../../src/taskmanager/job/load-job.js";
 import { TaskRuntime } from "../../../src/taskmanager/runtime/task-runtime.js";
 import { TwoPhaseCommitSink } from "../../../src/taskmanager/sink/two-phase-commit-sink.js";
 import { KeyGroupedStateBackend } from "../../../src/taskmanager/state/keyed-state.js";
@@ -26,7 +26,7 @@ class RecordingSink extends TwoPhaseCommitSink {
 
 /** Runs `job` as task `taskIndex` of `parallelism` until `done` holds for it. */
 async function runTask(
-  job: StreamJob<unknown>,
+  job: JobDefinition<unknown>,
   args: string[],
   parallelism: number,
   taskIndex: number,
@@ -155,6 +155,19 @@ test("jobs are found by built-in name; anything else must be an absolute module 
   expect(await loadJob("wordcount")).toBe(wordcountJob);
   await expect(loadJob("sessions")).rejects.toThrow(
     'program "sessions": not a built-in job (sequence, wordcount) nor an absolute module path',
+  );
+});
+
+test("a module is job code when its default export has partitions() and process(), whatever it imports", async () => {
+  const plain = path.join(here, "fixtures", "counter-job.mjs");
+  for (const name of [plain, pathToFileURL(plain).href]) {
+    const job = await loadJob(name);
+    expect(typeof job.partitions).toBe("function");
+    expect(typeof job.process).toBe("function");
+  }
+  const notAJob = path.join(here, "fixtures", "not-a-job.mjs");
+  await expect(loadJob(notAJob)).rejects.toThrow(
+    `program ${notAJob}: the default export is not a job (needs partitions() and process())`,
   );
 });
 

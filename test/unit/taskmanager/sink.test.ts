@@ -1,5 +1,5 @@
 import { MemoryObjectStore } from "../../../src/storage/memory-object-store.js";
-import { verifySequenceOutput } from "../../../src/taskmanager/jobs/sequence.js";
+import { verifySequenceOutput } from "../../../src/taskmanager/job/builtin/sequence.js";
 import { readCommittedOutput } from "../../../src/taskmanager/sink/committed-output.js";
 import {
   committedOutputKey,

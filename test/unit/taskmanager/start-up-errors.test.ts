@@ -6,7 +6,7 @@ import {
   exitFor,
   readEnvironment,
 } from "../../../src/taskmanager/config/environment.js";
-import { parseJobArgs } from "../../../src/taskmanager/jobs/job-args.js";
+import { parseJobArgs } from "../../../src/taskmanager/job/builtin/job-args.js";
 
 const thrown = (fn: () => unknown): unknown => {
   try {

@@ -5,7 +5,7 @@ import { keyGroupRangeForTask } from "../../../../src/api/key-groups.js";
 import { manifestKey, taskPartsPrefix } from "../../../../src/api/object-layout.js";
 import type { CheckpointManifest, TaskManagerConfig } from "../../../../src/api/protocol.js";
 import type { ObjectStore } from "../../../../src/storage/object-store.js";
-import { defineJob } from "../../../../src/taskmanager/job/stream-job.js";
+import { defineJob } from "../../../../src/taskmanager/job/job-definition.js";
 import { KeyGroupedStateBackend } from "../../../../src/taskmanager/state/keyed-state.js";
 import { encodeStatePart, statePartName } from "../../../../src/taskmanager/state/state-part.js";
 

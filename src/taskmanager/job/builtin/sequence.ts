@@ -6,9 +6,9 @@
 // be exactly counter + 1: a record processed twice or skipped after a restore fails the task. Each
 // record is emitted as the line `seq-<i> <value>`, so the committed output must hold, per key, the
 // values 1, 2, 3, … with no gap and no duplicate: verifySequenceOutput checks that.
-import type { ObjectStore } from "../../storage/object-store.js";
-import { readCommittedOutput } from "../sink/committed-output.js";
-import { defineJob, type SourcePartition } from "../job/stream-job.js";
+import type { ObjectStore } from "../../../storage/object-store.js";
+import { readCommittedOutput } from "../../sink/committed-output.js";
+import { defineJob, type SourcePartition } from "../job-definition.js";
 import { z } from "zod";
 import { parseJobArgs } from "./job-args.js";
 

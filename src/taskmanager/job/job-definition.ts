@@ -1,6 +1,7 @@
-// The interface job code implements: the built-in jobs (src/taskmanager/jobs/) and users' own
-// modules (docs/writing-a-job.md). The runtime owns everything else: which partitions this task
-// reads, offsets, keyed state, snapshots, restore and the exactly-once sink.
+// The interface job code implements: the built-in jobs (builtin/) and users' own modules
+// (docs/writing-a-job.md). The runtime owns everything else: which partitions this task reads,
+// offsets, keyed state, snapshots, restore and the exactly-once sink. A JobDefinition is the code;
+// a StreamJob (src/api/streamjob.ts) is the resource that names it in `spec.job`.
 import { keyGroupForKey, type KeyGroupRange } from "../../api/key-groups.js";
 import type { JobRef } from "../../api/protocol.js";
 import type { ObjectStore } from "../../storage/object-store.js";
@@ -10,7 +11,7 @@ export type { JsonValue, KeyedState } from "../state/keyed-state.js";
 
 /** What a job learns when the task starts. */
 export interface JobContext {
-  /** `program.args` of the start-up configuration. */
+  /** The StreamJob's `spec.job.args` (`program.args` of the TaskManager's start-up configuration). */
   readonly args: readonly string[];
   readonly job: JobRef;
   readonly taskIndex: number;
@@ -42,7 +43,7 @@ export interface RecordContext {
   emit(line: string): void;
 }
 
-export interface StreamJob<TRecord> {
+export interface JobDefinition<TRecord> {
   /**
    * Every partition of the job, the same list on every task. The runtime reads only the ones
    * assigned to this task (see `partitionKeyGroup`), starting at their restored offsets.
@@ -61,13 +62,13 @@ export interface StreamJob<TRecord> {
 }
 
 /** Identity function that lets TypeScript infer the record type of a job. */
-export function defineJob<TRecord>(job: StreamJob<TRecord>): StreamJob<TRecord> {
+export function defineJob<TRecord>(job: JobDefinition<TRecord>): JobDefinition<TRecord> {
   return job;
 }
 
 /** The key group that decides which task reads `partitionId`. */
 export function keyGroupOfPartition(
-  job: StreamJob<unknown>,
+  job: JobDefinition<unknown>,
   partitionId: string,
   maxParallelism: number,
 ): number {

@@ -1,7 +1,7 @@
 // `--name value` arguments of the built-in jobs, validated like every other boundary.
 import { z } from "zod";
-import { formatZodError } from "../../api/protocol.js";
-import { ConfigurationError } from "../config/environment.js";
+import { formatZodError } from "../../../api/protocol.js";
+import { ConfigurationError } from "../../config/environment.js";
 
 /** Parses `--name value` pairs against `shape`; an unknown name or a bad value names the argument. */
 export function parseJobArgs<Shape extends z.ZodRawShape>(

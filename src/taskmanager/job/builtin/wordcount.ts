@@ -9,9 +9,9 @@
 // a task walks the same lines, which the task loads once and keeps in memory. Each count emits the
 // line `<word> <count>` (a changelog: the last line per word is its current count).
 import { z } from "zod";
-import { keyGroupForKey } from "../../api/key-groups.js";
-import type { ObjectStore } from "../../storage/object-store.js";
-import { defineJob, type SourcePartition } from "../job/stream-job.js";
+import { keyGroupForKey } from "../../../api/key-groups.js";
+import type { ObjectStore } from "../../../storage/object-store.js";
+import { defineJob, type SourcePartition } from "../job-definition.js";
 import { parseJobArgs } from "./job-args.js";
 
 const WordcountArgs = {

@@ -1,0 +1,42 @@
+// Finds the job code named by `program.name` (the StreamJob's `spec.job.name`): a built-in job, or a
+// user's module (an absolute path or file: URL of a compiled ES module whose default export has the
+// shape of a JobDefinition; docs/writing-a-job.md).
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { sequenceJob } from "./builtin/sequence.js";
+import { wordcountJob } from "./builtin/wordcount.js";
+import type { JobDefinition } from "./job-definition.js";
+
+const BUILT_IN_JOBS: Record<string, JobDefinition<unknown>> = {
+  sequence: sequenceJob,
+  wordcount: wordcountJob,
+};
+
+export async function loadJob(programName: string): Promise<JobDefinition<unknown>> {
+  const builtIn = BUILT_IN_JOBS[programName];
+  if (builtIn !== undefined) return builtIn;
+  if (!programName.startsWith("file:") && !path.isAbsolute(programName)) {
+    throw new Error(
+      `program ${JSON.stringify(programName)}: not a built-in job (${Object.keys(BUILT_IN_JOBS).join(", ")}) nor an absolute module path`,
+    );
+  }
+  const url = programName.startsWith("file:") ? programName : pathToFileURL(programName).href;
+  const module: unknown = await import(url);
+  const job = (module as { default?: unknown }).default;
+  if (!isJobDefinition(job)) {
+    throw new Error(
+      `program ${programName}: the default export is not a job (needs partitions() and process())`,
+    );
+  }
+  return job;
+}
+
+/** What recognises job code: the shape of its default export, not the name of a type it imports. */
+function isJobDefinition(value: unknown): value is JobDefinition<unknown> {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as Partial<JobDefinition<unknown>>).partitions === "function" &&
+    typeof (value as Partial<JobDefinition<unknown>>).process === "function"
+  );
+}
