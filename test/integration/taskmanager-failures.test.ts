@@ -21,7 +21,7 @@ import {
 const { kc, core } = clients();
 const custom = kc.makeApiClient(CustomObjectsApi);
 const JOB = "misnamed";
-const WHY = 'program "nope": not a built-in job (sequence, wordcount) nor an absolute module path';
+const WHY = 'job.name "nope": not a built-in job (sequence, wordcount) nor an absolute module path';
 
 let ns: string;
 let operator: InstalledOperator;

@@ -17,7 +17,7 @@ export async function loadJob(programName: string): Promise<JobDefinition<unknow
   if (builtIn !== undefined) return builtIn;
   if (!programName.startsWith("file:") && !path.isAbsolute(programName)) {
     throw new Error(
-      `program ${JSON.stringify(programName)}: not a built-in job (${Object.keys(BUILT_IN_JOBS).join(", ")}) nor an absolute module path`,
+      `job.name ${JSON.stringify(programName)}: not a built-in job (${Object.keys(BUILT_IN_JOBS).join(", ")}) nor an absolute module path`,
     );
   }
   const url = programName.startsWith("file:") ? programName : pathToFileURL(programName).href;
@@ -25,7 +25,7 @@ export async function loadJob(programName: string): Promise<JobDefinition<unknow
   const job = (module as { default?: unknown }).default;
   if (!isJobDefinition(job)) {
     throw new Error(
-      `program ${programName}: the default export is not a job (needs partitions() and process())`,
+      `job.name ${programName}: the default export is not a job (needs partitions() and process())`,
     );
   }
   return job;

@@ -266,7 +266,7 @@ describe("plan", () => {
   });
 
   it("a configuration error fails the job at once, saying why, with no restart and its pods kept", () => {
-    const why = 'refusing to start: configuration error: program "nope": not a built-in job';
+    const why = 'refusing to start: configuration error: job.name "nope": not a built-in job';
     const misconfigured = pod(1, 0, {
       phase: "Failed",
       ready: false,

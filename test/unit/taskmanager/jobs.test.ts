@@ -154,7 +154,7 @@ test("jobs are found by built-in name; anything else must be an absolute module 
   expect(await loadJob("sequence")).toBe(sequenceJob);
   expect(await loadJob("wordcount")).toBe(wordcountJob);
   await expect(loadJob("sessions")).rejects.toThrow(
-    'program "sessions": not a built-in job (sequence, wordcount) nor an absolute module path',
+    'job.name "sessions": not a built-in job (sequence, wordcount) nor an absolute module path',
   );
 });
 
@@ -167,7 +167,7 @@ test("a module is job code when its default export has partitions() and process(
   }
   const notAJob = path.join(here, "fixtures", "not-a-job.mjs");
   await expect(loadJob(notAJob)).rejects.toThrow(
-    `program ${notAJob}: the default export is not a job (needs partitions() and process())`,
+    `job.name ${notAJob}: the default export is not a job (needs partitions() and process())`,
   );
 });
 

@@ -38,9 +38,9 @@ test("an unusable environment, start-up configuration or job argument is a confi
 
 test("a configuration error exits 78 and says so; any other failure exits 1 with its message", () => {
   expect(EXIT_CONFIGURATION_ERROR).toBe(78);
-  expect(exitFor(new ConfigurationError('program "nope": not a built-in job'))).toEqual({
+  expect(exitFor(new ConfigurationError('job.name "nope": not a built-in job'))).toEqual({
     exitCode: 78,
-    message: 'configuration error: program "nope": not a built-in job',
+    message: 'configuration error: job.name "nope": not a built-in job',
   });
   expect(exitFor(new Error("restore: manifest not found"))).toEqual({
     exitCode: 1,
