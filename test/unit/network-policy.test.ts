@@ -1,5 +1,14 @@
-// The NetworkPolicy evaluator against the semantics the Kubernetes API reference documents.
+// The NetworkPolicy evaluator against the semantics the Kubernetes API reference documents, then the
+// chart's default policies (manifests/install.yaml) in the model cluster. The chart test does the
+// same for `helm template` output with other values (test/integration/chart.test.ts).
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseAllDocuments } from "yaml";
+import { chartNetwork } from "./support/chart-network.js";
 import { type Connection, type Pod, PolicyEvaluator } from "./support/network-policy.js";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 const pod = (namespace: string, labels: Record<string, string>, ip: string): Pod => ({
   kind: "pod",
@@ -262,5 +271,33 @@ describe("the NetworkPolicy evaluator follows the documented semantics", () => {
   test("a policy the API would read differently (a misspelt field) is refused, not ignored", () => {
     const misspelt = policy("shop", { podSelector: dbOnly, ingress: [{ form: [{ podSelector: {} }] }] });
     expect(() => new PolicyEvaluator([misspelt], NAMESPACES)).toThrow(/form/);
+  });
+});
+
+describe("manifests/install.yaml (the chart's defaults)", () => {
+  const objects = parseAllDocuments(readFileSync(path.join(root, "manifests", "install.yaml"), "utf8"))
+    .map((doc) => doc.toJS() as { kind: string; metadata: { namespace?: string } } | null)
+    .filter((o) => o !== null);
+  const network = chartNetwork(objects);
+
+  test("has the operator's policy only: without watchNamespaces the chart cannot know the job namespaces", () => {
+    expect(network.policies.map((p) => `${p.kind} ${p.metadata.namespace}`)).toEqual([
+      "NetworkPolicy streamjob-system",
+    ]);
+  });
+
+  test("anyone may scrape the operator's port 8080, and reach no other port; its egress is open", () => {
+    expect(
+      network.wrongVerdicts({
+        allowed: [
+          ["prometheus", "operator", 8080],
+          ["podElsewhere", "operator", 8080],
+          ["node", "operator", 8080],
+          ["operator", "apiServer", 6443],
+          ["operator", "ordersTask0", 8080],
+        ],
+        refused: [["podElsewhere", "operator", 9229]],
+      }),
+    ).toEqual([]);
   });
 });
