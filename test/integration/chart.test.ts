@@ -10,7 +10,7 @@ import { parse, parseAllDocuments } from "yaml";
 import { parseStreamJobSpec } from "../../src/api/streamjob.js";
 import { resolveBinary } from "../../src/devcluster/assets.js";
 import { chartDir, installManifestPath, renderInstall } from "../../scripts/render-install.js";
-import { clients, createNamespace, kubectl, repoRoot } from "./support/cluster.js";
+import { clients, createNamespace, kubeconfigPath, kubectl, repoRoot } from "./support/cluster.js";
 import { installCrd } from "./support/streamjobs.js";
 import { chartNetwork, JOB_NAMESPACE } from "../unit/support/chart-network.js";
 
@@ -694,6 +694,28 @@ describe("against the test cluster's API server (dry runs)", () => {
     };
     writeFileSync(file, JSON.stringify(broken));
     await expect(kubectl("create", "--dry-run=server", "-f", file)).rejects.toThrow(/70000|port/);
+  });
+
+  test("the install notes say when no TaskManager is protected, and what to set", () => {
+    const notes = (...set: string[]) => {
+      const args = [
+        "install",
+        "notes",
+        chartDir,
+        "-n",
+        ns,
+        "--dry-run=client",
+        "--kubeconfig",
+        kubeconfigPath,
+      ];
+      const result = run(helmBinary, [...args, ...set.flatMap((s) => ["--set", s])]);
+      if (result.status !== 0) throw new Error(`helm install --dry-run failed: ${result.stderr}`);
+      return result.stdout.slice(result.stdout.indexOf("NOTES:"));
+    };
+    expect(notes()).toContain("No NetworkPolicy protects the TaskManagers");
+    expect(notes()).toContain("networkPolicy.namespaces");
+    expect(notes(`watchNamespaces={${ns}}`)).not.toContain("No NetworkPolicy");
+    expect(notes(`networkPolicy.namespaces={${ns}}`)).not.toContain("No NetworkPolicy");
   });
 
   /** Creates (dry run) a pod with the Deployment's pod template in the namespace enforcing "restricted". */
