@@ -10,8 +10,9 @@ import { parse, parseAllDocuments } from "yaml";
 import { parseStreamJobSpec } from "../../src/api/streamjob.js";
 import { resolveBinary } from "../../src/devcluster/assets.js";
 import { chartDir, installManifestPath, renderInstall } from "../../scripts/render-install.js";
-import { clients, createNamespace, kubectl, repoRoot } from "./support/cluster.js";
+import { clients, createNamespace, kubeconfigPath, kubectl, repoRoot } from "./support/cluster.js";
 import { installCrd } from "./support/streamjobs.js";
+import { chartNetwork, JOB_NAMESPACE } from "../unit/support/chart-network.js";
 
 const helmBinary = resolveBinary("helm");
 const scratch = mkdtempSync(path.join(tmpdir(), "chart-test-"));
@@ -134,6 +135,50 @@ const OPERATOR_RULES: PolicyRule[] = [
   { apiGroups: [""], resources: ["events"], verbs: ["create", "patch"] },
 ];
 
+/** Every NetworkPolicy value set, TaskManager policy in `namespace`: for lint and the API server. */
+function fullNetworkPolicy(namespace: string) {
+  const monitoring = { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } };
+  return {
+    networkPolicy: {
+      namespaces: [namespace],
+      taskManager: {
+        ingress: { enabled: true, from: [monitoring] },
+        egress: {
+          enabled: true,
+          extra: [
+            {
+              to: [{ ipBlock: { cidr: "198.51.100.0/24", except: ["198.51.100.0/28"] } }],
+              ports: [{ port: 9092 }],
+            },
+          ],
+        },
+      },
+      operator: {
+        ingress: { enabled: true, metricsFrom: [monitoring] },
+        egress: {
+          enabled: true,
+          apiServer: { to: [{ ipBlock: { cidr: "192.0.2.1/32" } }], ports: [{ port: 6443 }] },
+        },
+      },
+      storage: {
+        to: [
+          {
+            namespaceSelector: {
+              matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "In", values: ["default"] }],
+            },
+            podSelector: { matchLabels: { app: "minio" } },
+          },
+        ],
+        ports: [{ port: 9000, protocol: "TCP" }],
+      },
+      dns: {
+        to: [{ namespaceSelector: {}, podSelector: { matchLabels: { "k8s-app": "kube-dns" } } }],
+        ports: [{ port: 53, protocol: "UDP" }],
+      },
+    },
+  };
+}
+
 const exampleFiles = ["sequence.yaml", "wordcount.yaml"].map((f) =>
   path.join(repoRoot, "manifests", "examples", f),
 );
@@ -141,7 +186,7 @@ const readYaml = (file: string) => parse(readFileSync(file, "utf8")) as Record<s
 
 describe("the chart, rendered by helm", () => {
   test("helm lint --strict finds nothing to fix, with default and non-default values", () => {
-    for (const values of [{}, { replicas: 2 }, { watchNamespaces: ["a", "b"] }]) {
+    for (const values of [{}, { replicas: 2 }, { watchNamespaces: ["a", "b"] }, fullNetworkPolicy("a")]) {
       const file = path.join(scratch, `lint-${valuesFiles++}.yaml`);
       writeFileSync(file, JSON.stringify(values));
       const result = run(helmBinary, ["lint", "--strict", chartDir, "-f", file]);
@@ -415,6 +460,145 @@ describe("the chart, rendered by helm", () => {
   });
 });
 
+describe("the chart's NetworkPolicies (their meaning, from an evaluator of the documented semantics)", () => {
+  const policyPlaces = (objects: K8sObject[]) =>
+    ofKind(objects, "NetworkPolicy").map((p) => `${p.metadata.namespace}/${p.metadata.name}`);
+
+  test.each([
+    ["defaults: the operator's only (the job namespaces are unknown)", {}, []],
+    ["watchNamespaces: one per watched namespace", { watchNamespaces: ["a", "b"] }, ["a", "b"]],
+    [
+      "networkPolicy.namespaces when watchNamespaces is empty",
+      { networkPolicy: { namespaces: ["c"] } },
+      ["c"],
+    ],
+    [
+      "watchNamespaces wins over networkPolicy.namespaces",
+      { watchNamespaces: ["a"], networkPolicy: { namespaces: ["c"] } },
+      ["a"],
+    ],
+  ])("where the TaskManager policy goes: %s", (_, values, namespaces) => {
+    expect(policyPlaces(render(values)).sort()).toEqual(
+      [
+        `${RELEASE_NAMESPACE}/streamjob-operator`,
+        ...namespaces.map((ns) => `${ns}/streamjob-operator-taskmanager`),
+      ].sort(),
+    );
+  });
+
+  test("every policy can be turned off", () => {
+    const off = { enabled: false };
+    const values = {
+      watchNamespaces: ["a"],
+      networkPolicy: { taskManager: { ingress: off, egress: off }, operator: { ingress: off, egress: off } },
+    };
+    expect(policyPlaces(render(values))).toEqual([]);
+  });
+
+  test("defaults, with a watched job namespace: TaskManager port 8080 only from the operator and the namespace's TaskManagers", () => {
+    const network = chartNetwork(render({ watchNamespaces: [JOB_NAMESPACE] }));
+    expect(
+      network.wrongVerdicts({
+        allowed: [
+          ["operator", "ordersTask0", 8080],
+          ["node", "ordersTask0", 8080],
+          ["ordersTask1", "ordersTask0", 8080],
+          // Namespace-wide, not per job (docs/operations.md#network-policies): the token keeps jobs apart.
+          ["clicksTask0", "ordersTask0", 8080],
+          // Egress stays open: storage, DNS, the API server and what job code calls.
+          ["ordersTask0", "s3", 443],
+          ["ordersTask0", "coreDns", 53, "UDP"],
+          ["ordersTask0", "database", 5432],
+          ["operator", "apiServer", 6443],
+          ["operator", "s3", 443],
+          // Anyone may scrape the operator.
+          ["podElsewhere", "operator", 8080],
+        ],
+        refused: [
+          ["podElsewhere", "ordersTask0", 8080],
+          ["impostorElsewhere", "ordersTask0", 8080],
+          ["otherInReleaseNamespace", "ordersTask0", 8080],
+          ["operatorImpostorElsewhere", "ordersTask0", 8080],
+          ["webInJobNamespace", "ordersTask0", 8080],
+          ["prometheus", "ordersTask0", 8080],
+          ["s3", "ordersTask0", 8080],
+          ["operator", "ordersTask0", 8081],
+          ["ordersTask1", "ordersTask0", 9229],
+          ["podElsewhere", "operator", 9229],
+        ],
+      }),
+    ).toEqual([]);
+  });
+
+  test("egress on, storage an S3 outside the cluster, metrics only from the monitoring namespace, Kafka in extra", () => {
+    const network = chartNetwork(
+      render({
+        watchNamespaces: [JOB_NAMESPACE],
+        networkPolicy: {
+          taskManager: {
+            egress: {
+              enabled: true,
+              extra: [{ to: [{ ipBlock: { cidr: "198.51.100.0/24" } }], ports: [{ port: 9092 }] }],
+            },
+          },
+          operator: {
+            ingress: {
+              metricsFrom: [
+                { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } },
+              ],
+            },
+            egress: {
+              enabled: true,
+              apiServer: { to: [{ ipBlock: { cidr: "192.0.2.0/24" } }], ports: [{ port: 6443 }] },
+            },
+          },
+          storage: { to: [{ ipBlock: { cidr: "203.0.113.0/24" } }], ports: [{ port: 443, protocol: "TCP" }] },
+        },
+      }),
+    );
+    expect(
+      network.wrongVerdicts({
+        allowed: [
+          ["operator", "ordersTask0", 8080],
+          ["operator", "clicksTask0", 8080],
+          ["ordersTask0", "ordersTask1", 8080],
+          ["ordersTask0", "s3", 443],
+          ["ordersTask0", "coreDns", 53, "UDP"],
+          ["ordersTask0", "coreDns", 53, "TCP"],
+          ["ordersTask0", "database", 9092],
+          ["operator", "apiServer", 6443],
+          ["operator", "s3", 443],
+          ["operator", "coreDns", 53, "UDP"],
+          ["prometheus", "operator", 8080],
+          ["node", "operator", 8080],
+          ["node", "ordersTask0", 8080],
+        ],
+        refused: [
+          ["ordersTask0", "database", 443],
+          ["ordersTask0", "database", 5432],
+          ["ordersTask0", "s3", 9000],
+          ["ordersTask0", "apiServer", 6443],
+          ["ordersTask0", "impostorElsewhere", 8080],
+          ["operator", "database", 6443],
+          ["operator", "apiServer", 443],
+          // TaskManager labels in a namespace the operator does not watch.
+          ["operator", "impostorElsewhere", 8080],
+          ["podElsewhere", "operator", 8080],
+          ["podElsewhere", "ordersTask0", 8080],
+        ],
+      }),
+    ).toEqual([]);
+  });
+
+  test("a malformed peer fails at install, naming it", () => {
+    const result = template({
+      networkPolicy: { storage: { to: [{ ipBlock: { except: [] } }], ports: [{ port: 443 }] } },
+    });
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain("/networkPolicy/storage/to/0/ipBlock");
+  });
+});
+
 function chartYaml(): { version: string; appVersion: string } {
   return readYaml(path.join(chartDir, "Chart.yaml")) as { version: string; appVersion: string };
 }
@@ -489,6 +673,49 @@ describe("against the test cluster's API server (dry runs)", () => {
       "service",
     ])
       expect(out).toContain(`${kind}/`);
+  });
+
+  test("the rendered NetworkPolicies, every value set, are valid to the API server", async () => {
+    const policies = ofKind(render(fullNetworkPolicy(ns)), "NetworkPolicy");
+    expect(policies.map((p) => p.metadata.namespace).sort()).toEqual([ns, RELEASE_NAMESPACE].sort());
+    // The release namespace need not exist: create the operator's policy in the test namespace.
+    const file = path.join(scratch, "network-policies.json");
+    const items = policies.map((p): K8sObject => ({ ...p, metadata: { ...p.metadata, namespace: ns } }));
+    writeFileSync(file, JSON.stringify({ apiVersion: "v1", kind: "List", items }));
+    const out = await kubectl("create", "--dry-run=server", "-f", file);
+    expect(out).toContain(
+      "networkpolicy.networking.k8s.io/streamjob-operator-taskmanager created (server dry run)",
+    );
+    expect(out).toContain("networkpolicy.networking.k8s.io/streamjob-operator created (server dry run)");
+    // The check is real: a port number out of range is refused.
+    const broken = {
+      ...items[0]!,
+      spec: { ...(items[0]!.spec as object), ingress: [{ ports: [{ port: 70000 }] }] },
+    };
+    writeFileSync(file, JSON.stringify(broken));
+    await expect(kubectl("create", "--dry-run=server", "-f", file)).rejects.toThrow(/70000|port/);
+  });
+
+  test("the install notes say when no TaskManager is protected, and what to set", () => {
+    const notes = (...set: string[]) => {
+      const args = [
+        "install",
+        "notes",
+        chartDir,
+        "-n",
+        ns,
+        "--dry-run=client",
+        "--kubeconfig",
+        kubeconfigPath,
+      ];
+      const result = run(helmBinary, [...args, ...set.flatMap((s) => ["--set", s])]);
+      if (result.status !== 0) throw new Error(`helm install --dry-run failed: ${result.stderr}`);
+      return result.stdout.slice(result.stdout.indexOf("NOTES:"));
+    };
+    expect(notes()).toContain("No NetworkPolicy protects the TaskManagers");
+    expect(notes()).toContain("networkPolicy.namespaces");
+    expect(notes(`watchNamespaces={${ns}}`)).not.toContain("No NetworkPolicy");
+    expect(notes(`networkPolicy.namespaces={${ns}}`)).not.toContain("No NetworkPolicy");
   });
 
   /** Creates (dry run) a pod with the Deployment's pod template in the namespace enforcing "restricted". */

@@ -100,3 +100,32 @@ whether replicas > 1. More than one replica without leader election is refused.
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+The labels the operator puts on every TaskManager pod it creates (src/operator/names.ts): what the
+NetworkPolicies select TaskManagers by.
+*/}}
+{{- define "streamjob-operator.taskManagerSelectorLabels" -}}
+app.kubernetes.io/name: streamjob-taskmanager
+app.kubernetes.io/managed-by: streamjob-operator
+{{- end }}
+
+{{/*
+Namespaces that get the TaskManager NetworkPolicy: the watched ones, else networkPolicy.namespaces
+(the operator then runs jobs in any namespace, and the chart cannot know which). Comma-separated.
+*/}}
+{{- define "streamjob-operator.networkPolicyNamespaces" -}}
+{{- join "," (default .Values.networkPolicy.namespaces .Values.watchNamespaces) }}
+{{- end }}
+
+{{/* Egress rules both the operator and the TaskManagers need: DNS and the checkpoint storage. */}}
+{{- define "streamjob-operator.dnsAndStorageEgress" -}}
+{{- range $target := list .Values.networkPolicy.dns .Values.networkPolicy.storage }}
+- ports:
+    {{- toYaml $target.ports | nindent 4 }}
+  {{- with $target.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end }}
