@@ -8,7 +8,9 @@ import { latestCompletedCheckpoint } from "../../src/coordinator/completed-check
 import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
 import { verifySequenceOutput } from "../../src/taskmanager/jobs/sequence.js";
 import { decodeStatePart } from "../../src/taskmanager/state/state-part.js";
-import { LocalJob, type TaskManagerProcess } from "./support/local-job.js";
+import path from "node:path";
+import { LocalJob, type TaskManagerProcess } from "../support/local-job.js";
+import { testClusterDir } from "./support/cluster.js";
 import { removeBucket, storageConfig, storeOnFreshBucket } from "./support/minio.js";
 
 let store: MinioObjectStore;
@@ -39,6 +41,7 @@ function sequenceJob(
     maxParallelism: 128,
     store,
     storage,
+    logDir: path.join(testClusterDir, "logs", "local-jobs"),
     ...options,
   });
   jobs.push(job);

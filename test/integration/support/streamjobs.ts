@@ -3,6 +3,7 @@
 import path from "node:path";
 import { CustomObjectsApi, type V1Pod } from "@kubernetes/client-node";
 import { GROUP, PLURAL, VERSION, type StreamJob } from "../../../src/api/streamjob.js";
+import { jobPodSelector } from "../../support/pods.js";
 import { clients, createNamespace, kubectl, repoRoot, waitFor } from "./cluster.js";
 import { storageSecretData } from "./minio.js";
 
@@ -68,6 +69,6 @@ export function waitForStreamJob(
 
 /** The job's TaskManager pods that are not being deleted. */
 export async function taskManagerPods(namespace: string, name: string): Promise<V1Pod[]> {
-  const list = await core.listNamespacedPod({ namespace, labelSelector: `streamjob.dev/job=${name}` });
+  const list = await core.listNamespacedPod({ namespace, labelSelector: jobPodSelector(name) });
   return list.items.filter((pod) => !pod.metadata?.deletionTimestamp);
 }
