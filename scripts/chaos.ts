@@ -78,13 +78,13 @@ function clusterRunning(): boolean {
 async function main(): Promise<number> {
   const started = Date.now();
   const startedCluster = !clusterRunning();
-  console.log(`chaos: ${FAULTS} faults, seed ${SEED}, cluster ${path.relative(repoRoot, clusterDir)}`);
+  console.log(`chaos run: ${FAULTS} faults, seed ${SEED}, cluster ${path.relative(repoRoot, clusterDir)}`);
   cluster.cli("up");
   const { core, custom } = cluster.clients();
   const namespace = `chaos-${randomBytes(3).toString("hex")}`;
   const bucket = namespace;
-  const storage = storageConfigFromSecret(await storageSecretData(core));
-  const store = new MinioObjectStore({ ...storage, bucket });
+  const storageData = await storageSecretData(core);
+  const store = new MinioObjectStore({ ...storageConfigFromSecret(storageData), bucket });
   let operator: OperatorRelease | undefined;
   let watching = true;
 
@@ -103,15 +103,27 @@ async function main(): Promise<number> {
     if (cleaned) return;
     cleaned = true;
     watching = false;
+    // The StreamJob first, while the operator still runs to see it go; then the operator.
     await custom
       .deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name: JOB })
       .catch(() => undefined);
+    await waitFor(
+      `${JOB} deleted`,
+      () =>
+        readJob().then(
+          () => false,
+          () => true,
+        ),
+      30_000,
+    ).catch(() => console.error(`cleanup: ${JOB} still there after 30 s`));
     await operator?.uninstall().catch((err: Error) => console.error(`cleanup: ${err.message}`));
     await core.deleteNamespace({ name: namespace }).catch(() => undefined);
-    await store
-      .delete(await store.list(""))
-      .then(() => store.client.removeBucket(bucket))
-      .catch(() => undefined); // no bucket: the job never started
+    try {
+      await store.delete(await store.list(""));
+      await store.client.removeBucket(bucket);
+    } catch {
+      // no bucket: the run failed before creating it
+    }
     if (startedCluster && process.env.KEEP_CLUSTER !== "1") cluster.cli("down");
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const)
@@ -132,7 +144,7 @@ async function main(): Promise<number> {
     );
     await core.createNamespacedSecret({
       namespace,
-      body: { metadata: { name: STORAGE_SECRET_NAME }, stringData: await storageSecretData(core) },
+      body: { metadata: { name: STORAGE_SECRET_NAME }, stringData: storageData },
     });
     await ensureBucket(store);
     operator = await installOperatorRelease(cluster, namespace, [namespace]);

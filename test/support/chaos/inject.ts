@@ -49,40 +49,50 @@ const OPERATOR_ENTRY = "operator/main.js";
 /** How long a hit waits for its target to exist (a pod may be restarting after the previous fault). */
 const TARGET_TIMEOUT_MS = 60_000;
 
-async function taskManagerVictim(target: ChaosTarget): Promise<Victim> {
-  const pod = await waitFor(
-    `a running TaskManager of ${target.job}`,
+/**
+ * Waits for a candidate whose process is there, and identifies it. A process gone meanwhile (the
+ * pod not yet updated after the previous fault) means waiting; any other mismatch is a refusal.
+ */
+async function podVictim(
+  target: ChaosTarget,
+  what: string,
+  entryPoint: string,
+  candidate: () => Promise<{ name: string; pid: number } | undefined>,
+): Promise<Victim> {
+  return waitFor(
+    what,
     async () => {
-      const pods = (
-        await target.core.listNamespacedPod({
-          namespace: target.namespace,
-          labelSelector: jobPodSelector(target.job),
-        })
-      ).items.filter((p: V1Pod) => !isDeleting(p) && containerPidOf(p) !== undefined);
-      return pods.length > 0 ? pods[Math.floor(target.random() * pods.length)] : undefined;
+      const pod = await candidate();
+      const facts = pod && readProcessFacts(pod.pid);
+      if (!pod || !facts) return undefined;
+      return {
+        pid: pod.pid,
+        pod: pod.name,
+        refused: notPodProcess(facts, target.clusterDir, pod.name, entryPoint),
+      };
     },
     TARGET_TIMEOUT_MS,
   );
-  const name = pod.metadata!.name!;
-  const pid = containerPidOf(pod)!;
-  return {
-    pid,
-    pod: name,
-    refused: notPodProcess(readProcessFacts(pid), target.clusterDir, name, TASKMANAGER_ENTRY),
-  };
 }
 
-async function operatorVictim(target: ChaosTarget): Promise<Victim> {
-  const pod = await waitFor(
-    "a ready operator pod",
-    () => readyOperatorPod(target.core, target.namespace, target.operatorRelease),
-    TARGET_TIMEOUT_MS,
+function taskManagerVictim(target: ChaosTarget): Promise<Victim> {
+  return podVictim(target, `a running TaskManager of ${target.job}`, TASKMANAGER_ENTRY, async () => {
+    const running = (
+      await target.core.listNamespacedPod({
+        namespace: target.namespace,
+        labelSelector: jobPodSelector(target.job),
+      })
+    ).items.filter((p: V1Pod) => !isDeleting(p) && p.status?.containerStatuses?.[0]?.state?.running);
+    const pod = running[Math.floor(target.random() * running.length)];
+    const pid = pod && containerPidOf(pod);
+    return pid === undefined ? undefined : { name: pod!.metadata!.name!, pid };
+  });
+}
+
+function operatorVictim(target: ChaosTarget): Promise<Victim> {
+  return podVictim(target, "a ready operator pod", OPERATOR_ENTRY, () =>
+    readyOperatorPod(target.core, target.namespace, target.operatorRelease),
   );
-  return {
-    pid: pod.pid,
-    pod: pod.name,
-    refused: notPodProcess(readProcessFacts(pod.pid), target.clusterDir, pod.name, OPERATOR_ENTRY),
-  };
 }
 
 function controlPlaneVictim(target: ChaosTarget, binary: "minio" | "kube-apiserver"): Victim {
