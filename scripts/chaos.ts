@@ -233,7 +233,11 @@ async function main(): Promise<number> {
       );
       for (const h of hits)
         if (h.status === "rejected") violation(`fault ${i + 1}: ${(h.reason as Error).message}`);
-      afterLastFault = ids.latest;
+      // Fresh, not the watch's last read: healthy means checkpoints after the fault ended.
+      afterLastFault = await readJob().then(
+        (job) => Math.max(ids.latest, job.status?.latestCheckpoint?.id ?? 0),
+        () => ids.latest,
+      );
       if (i === plan.length - 1) break;
       const after = afterLastFault;
       await waitFor("a checkpoint after the fault", () => isHealthy(status, after, 1), SETTLE_MS, 250).catch(
