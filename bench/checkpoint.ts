@@ -3,13 +3,10 @@
 // same run (a raw upload of the same bytes to the same MinIO, in the same parallel shape), and the
 // processing throughput lost while checkpoints run. Prints a table, writes
 // bench/results/checkpoint.csv. Runs against the local cluster's MinIO (started if needed).
-import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
-import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { repoRoot } from "../src/devcluster/assets.js";
-import { clusterDir } from "../src/devcluster/cluster.js";
+import { clusterDir, readState } from "../src/devcluster/cluster.js";
 import { HttpTaskManagerClient } from "../src/coordinator/http-task-manager-client.js";
 import {
   ensureBucket,
@@ -17,7 +14,11 @@ import {
   storageConfigFromSecret,
   type StorageConfig,
 } from "../src/storage/minio-object-store.js";
-import { LocalJob } from "../test/integration/support/local-job.js";
+import { LocalCluster, repoRoot } from "../test/support/local-cluster.js";
+import { LocalJob } from "../test/support/local-job.js";
+import { storageSecretData } from "../test/support/storage.js";
+import { sleep } from "../test/support/wait.js";
+import { cpuSeconds, percentile } from "./measure.js";
 
 const configs = [1, 4, 16].flatMap((taskmanagers) => [1, 10].map((stateMb) => ({ taskmanagers, stateMb })));
 // Throughput on this machine wanders by tens of percent over a minute, so windows without and with
@@ -27,45 +28,24 @@ const rounds = 4;
 const intervalMs = 1_000;
 const rawUploadRounds = 10;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-};
-
 async function storage() {
-  const up = spawnSync(process.execPath, [path.join(repoRoot, "dist/devcluster/cli.js"), "up"], {
-    stdio: "inherit",
-  });
-  if (up.status !== 0) throw new Error("the local cluster did not start");
-  const kc = new KubeConfig();
-  kc.loadFromFile(path.join(clusterDir(), "kubeconfig"));
-  const secret = await kc
-    .makeApiClient(CoreV1Api)
-    .readNamespacedSecret({ name: "streamjob-storage", namespace: "default" });
-  const data = Object.fromEntries(
-    Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()]),
-  );
-  return storageConfigFromSecret(data);
+  const cluster = new LocalCluster(clusterDir());
+  cluster.cli("up");
+  return storageConfigFromSecret(await storageSecretData(cluster.clients().core));
 }
 
-/** CPU seconds (user + system) a process has used, from /proc: where the checkpoint's cost lands. */
-function cpuSeconds(pid: number | undefined): number {
+/** CPU seconds a process has used (0 once it is gone): where the checkpoint's cost lands. */
+function cpuSecondsOf(pid: number | undefined): number {
   if (pid === undefined) return 0;
   try {
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100; // CLK_TCK is 100 on Linux
+    return cpuSeconds(pid);
   } catch {
     return 0;
   }
 }
 
 function minioPid(): number | undefined {
-  const state = JSON.parse(readFileSync(path.join(clusterDir(), "state.json"), "utf8")) as {
-    processes: { name: string; pid: number }[];
-  };
-  return state.processes.find((p) => p.name === "minio")?.pid;
+  return readState()?.processes.find((p) => p.name === "minio")?.pid;
 }
 
 interface Window {
@@ -80,16 +60,16 @@ async function coresUsed<T>(
   work: () => Promise<T>,
 ): Promise<{ result: T; taskManagers: number; minio: number }> {
   const pids = job.taskManagers.map((tm) => tm.process.pid);
-  const total = () => pids.map(cpuSeconds).reduce((sum, seconds) => sum + seconds, 0);
+  const total = () => pids.map(cpuSecondsOf).reduce((sum, seconds) => sum + seconds, 0);
   const tmBefore = total();
-  const minioBefore = cpuSeconds(minioPid());
+  const minioBefore = cpuSecondsOf(minioPid());
   const started = performance.now();
   const result = await work();
   const seconds = (performance.now() - started) / 1000;
   return {
     result,
     taskManagers: (total() - tmBefore) / seconds,
-    minio: (cpuSeconds(minioPid()) - minioBefore) / seconds,
+    minio: (cpuSecondsOf(minioPid()) - minioBefore) / seconds,
   };
 }
 

@@ -11,7 +11,6 @@ import { spawn } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -20,10 +19,11 @@ import {
   type V1Pod,
 } from "@kubernetes/client-node";
 import { keyGroupForKey, keyGroupRangeForTask } from "../src/api/key-groups.js";
-import { jobDirectory } from "../src/api/object-layout.js";
-import { CheckpointManifest, TaskManagerStatus } from "../src/api/protocol.js";
+import { jobDirectory, MANIFEST_NAME } from "../src/api/object-layout.js";
+import { CheckpointManifest, type TaskManagerStatus } from "../src/api/protocol.js";
 import { GROUP, PLURAL, VERSION, type StreamJob } from "../src/api/streamjob.js";
-import { assetsCacheDir, componentsToBuild, componentVersion } from "../src/devcluster/assets.js";
+import { assetsCacheDir, componentsToBuild, componentVersion, repoRoot } from "../src/devcluster/assets.js";
+import { clusterDir as devclusterDir } from "../src/devcluster/cluster.js";
 import {
   ensureBucket,
   MinioObjectStore,
@@ -31,11 +31,12 @@ import {
   storageConfigFromSecret,
 } from "../src/storage/minio-object-store.js";
 import { committedDirectory, parseCommittedOutputKeys } from "../src/taskmanager/sink/output-layout.js";
+import { containerPidOf, epochOf, isReady, jobPodSelector, taskIndexOf } from "../test/support/pods.js";
+import { decodedSecretData } from "../test/support/storage.js";
+import { readTaskManagerStatus } from "../test/support/taskmanager.js";
+import { waitFor } from "../test/support/wait.js";
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const clusterDir = process.env.DEVCLUSTER_DIR
-  ? path.resolve(process.env.DEVCLUSTER_DIR)
-  : path.join(repoRoot, ".devcluster");
+const clusterDir = devclusterDir();
 const kubeconfig = path.join(clusterDir, "kubeconfig");
 const bin = path.join(clusterDir, "bin");
 
@@ -45,7 +46,6 @@ const JOB = "sequence";
 const NAMESPACE = "default";
 const EXAMPLE = "manifests/examples/sequence.yaml";
 const CHART = "charts/streamjob-operator";
-const TASKMANAGER_PORT = 8080;
 /** Checkpoints to watch complete before the failure, and again after the restore. */
 const CHECKPOINTS_BEFORE_FAILURE = 3;
 const CHECKPOINTS_AFTER_RESTORE = 2;
@@ -183,17 +183,14 @@ async function readJob(): Promise<StreamJob | undefined> {
 async function taskManagerPods(): Promise<V1Pod[]> {
   const list = await core.listNamespacedPod({
     namespace: NAMESPACE,
-    labelSelector: `streamjob.dev/job=${JOB}`,
+    labelSelector: jobPodSelector(JOB),
   });
   return list.items;
 }
 
 async function secretData(name: string): Promise<Record<string, string> | undefined> {
   try {
-    const secret = await core.readNamespacedSecret({ name, namespace: NAMESPACE });
-    return Object.fromEntries(
-      Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]),
-    );
+    return decodedSecretData(await core.readNamespacedSecret({ name, namespace: NAMESPACE }));
   } catch (err) {
     if (isNotFound(err)) return undefined;
     throw err;
@@ -206,12 +203,10 @@ async function waitUntil<T>(
   timeoutMs: number,
   hints: string[] = [],
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new DemoError(`timed out after ${seconds(timeoutMs)} ${what}`, hints);
-    await sleep(500);
+  try {
+    return await waitFor(what, check, timeoutMs, 500);
+  } catch {
+    throw new DemoError(`timed out after ${seconds(timeoutMs)} ${what}`, hints);
   }
 }
 
@@ -388,13 +383,9 @@ async function recordsInCheckpoint(
 async function taskManagerStatus(ip: string): Promise<TaskManagerStatus | undefined> {
   token ??= (await secretData(`${JOB}-token`))?.token;
   if (!token) return undefined;
-  const response = await fetch(`http://${ip}:${TASKMANAGER_PORT}/v1/status`, {
-    headers: { authorization: `Bearer ${token}` },
-    signal: AbortSignal.timeout(1_000),
-  });
-  if (response.status === 401) token = undefined; // a job applied again has a new token
-  if (!response.ok) return undefined;
-  return TaskManagerStatus.parse(await response.json());
+  const status = await readTaskManagerStatus(ip, token);
+  if (!status) token = undefined; // refused: a job applied again has a new token
+  return status;
 }
 
 async function observe(): Promise<View | undefined> {
@@ -402,12 +393,10 @@ async function observe(): Promise<View | undefined> {
   if (!job) return undefined;
   const epoch = job.status?.epoch ?? 0;
   const parallelism = job.status?.parallelism ?? job.spec.parallelism;
-  const pods = (await taskManagerPods()).filter(
-    (pod) => pod.metadata?.labels?.["streamjob.dev/epoch"] === String(epoch),
-  );
+  const pods = (await taskManagerPods()).filter((pod) => epochOf(pod) === epoch);
   const tasks = await Promise.all(
     Array.from({ length: parallelism }, async (_, taskIndex): Promise<TaskView> => {
-      const pod = pods.find((p) => p.metadata?.labels?.["streamjob.dev/task-index"] === String(taskIndex));
+      const pod = pods.find((p) => taskIndexOf(p) === taskIndex);
       const view: TaskView = { taskIndex, pod: pod?.metadata?.name ?? "", state: "no pod" };
       if (!pod || pod.metadata?.deletionTimestamp) return view;
       const container = pod.status?.containerStatuses?.[0]?.state;
@@ -415,7 +404,7 @@ async function observe(): Promise<View | undefined> {
       if (!container?.running || !pod.status?.podIP) return view;
       const status = await taskManagerStatus(pod.status.podIP).catch(() => null);
       // A pod that was ready and stops answering has lost its process; one not yet ready is starting.
-      const ready = pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+      const ready = isReady(pod);
       if (status === null && ready) view.state = "no answer";
       if (!status?.ready) return view;
       view.state = "running";
@@ -426,7 +415,7 @@ async function observe(): Promise<View | undefined> {
         const manifestKey =
           restore?.checkpointId === status.restoredFromCheckpointId
             ? restore.path
-            : `${jobDir}chk-${status.restoredFromCheckpointId}/_metadata`;
+            : `${jobDir}chk-${status.restoredFromCheckpointId}/${MANIFEST_NAME}`;
         view.restored = await recordsInCheckpoint(manifestKey, parallelism, taskIndex);
       }
       view.records = view.restored + status.recordsProcessed;
@@ -534,11 +523,6 @@ async function runJob(): Promise<number> {
 
 // ── step 6: a failure and the restore ──────────────────────────────────────────────────────────
 
-function pidOf(pod: V1Pod): number | undefined {
-  const pid = Number((pod.status?.containerStatuses?.[0]?.containerID ?? "").replace("local://", ""));
-  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-}
-
 async function restartingEvent(uid: string, after: number): Promise<CoreV1Event | undefined> {
   const events = await core.listNamespacedEvent({
     namespace: NAMESPACE,
@@ -556,7 +540,7 @@ async function failAndRestore(): Promise<void> {
   const before = await observe();
   const victimTask = before!.tasks.at(-1)!;
   const victim = (await taskManagerPods()).find((p) => p.metadata?.name === victimTask.pod);
-  const pid = victim && pidOf(victim);
+  const pid = victim && containerPidOf(victim);
   if (!pid) throw new DemoError(`no process found for pod ${victimTask.pod}`);
   const epoch = before!.job.status!.epoch!;
   const latest = before!.job.status!.latestCheckpoint!;
@@ -655,7 +639,7 @@ function nextSteps(): void {
     [`kubectl describe sj ${JOB}`, "status, conditions and events: the checkpoints, the restart"],
     [`kubectl logs -n ${OPERATOR_NAMESPACE} deploy/${RELEASE}`, "the operator's logs (JSON)"],
     [`kubectl scale sj/${JOB} --replicas=3`, "rescale: redeploys from a checkpoint on 3 TaskManagers"],
-    [`kubectl delete pod -l streamjob.dev/job=${JOB}`, "another failure, another restore"],
+    [`kubectl delete pod -l ${jobPodSelector(JOB)}`, "another failure, another restore"],
     ["kubectl apply -f manifests/examples/wordcount.yaml", "counts the words under s3://streamjob/input/"],
   ];
   const width = Math.max(...commands.map(([command]) => command.length)) + 2;

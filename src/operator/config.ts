@@ -10,6 +10,8 @@ const bool = z
   .enum(["true", "false"], { error: 'expected "true" or "false"' })
   .transform((v) => v === "true");
 const port = z.coerce.number().int().min(1).max(65535);
+/** The operator's HTTP port (health, metrics, TaskManager callbacks) unless STREAMJOB_HTTP_PORT says otherwise. */
+export const OPERATOR_HTTP_PORT = 8080;
 const durationMs = z.string().transform((text, ctx) => {
   try {
     return parseDuration(text);
@@ -33,7 +35,7 @@ const Settings = z.object({
   STREAMJOB_LEADER_ELECT: bool.default(false),
   STREAMJOB_LEADER_ELECTION_NAMESPACE: z.string().min(1).optional(),
   STREAMJOB_LEADER_ELECTION_ID: z.string().min(1).default("streamjob-operator"),
-  STREAMJOB_HTTP_PORT: port.default(8080),
+  STREAMJOB_HTTP_PORT: port.default(OPERATOR_HTTP_PORT),
   /**
    * Loopback by default: out of a cluster (`npm run operator`) a wildcard address would also take
    * port 8080 on every pod address of the local cluster, where TaskManagers listen. In a pod the

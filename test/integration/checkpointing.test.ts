@@ -8,8 +8,10 @@ import { latestCompletedCheckpoint } from "../../src/coordinator/completed-check
 import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
 import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
 import { decodeStatePart } from "../../src/taskmanager/state/state-part.js";
-import { LocalJob, type TaskManagerProcess } from "./support/local-job.js";
-import { waitFor } from "./support/cluster.js";
+import path from "node:path";
+import { LocalJob, type TaskManagerProcess } from "../support/local-job.js";
+import { waitFor } from "../support/wait.js";
+import { testClusterDir } from "./support/cluster.js";
 import { removeBucket, storageConfig, storeOnFreshBucket } from "./support/minio.js";
 
 let store: MinioObjectStore;
@@ -40,6 +42,7 @@ function sequenceJob(
     maxParallelism: 128,
     store,
     storage,
+    logDir: path.join(testClusterDir, "logs", "local-jobs"),
     ...options,
   });
   jobs.push(job);

@@ -12,6 +12,7 @@ import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence
 import { MinioObjectStore } from "../../src/storage/minio-object-store.js";
 import { clients, containerPid, kubectl, repoRoot, waitFor } from "./support/cluster.js";
 import { storageConfig } from "./support/minio.js";
+import { operatorUrl } from "../support/operator-release.js";
 import { installOperator, type InstalledOperator } from "./support/operator.js";
 import {
   getStreamJob,
@@ -161,9 +162,9 @@ test("an operator restart loses nothing: the job keeps its epoch and checkpoint 
 
 test("the operator serves health and Prometheus metrics", async () => {
   const { ip } = await operator.pod();
-  expect((await fetch(`http://${ip}:8080/healthz`)).status).toBe(200);
-  expect((await fetch(`http://${ip}:8080/readyz`)).status).toBe(200);
-  const metrics = await (await fetch(`http://${ip}:8080/metrics`)).text();
+  expect((await fetch(operatorUrl(ip, "/healthz"))).status).toBe(200);
+  expect((await fetch(operatorUrl(ip, "/readyz"))).status).toBe(200);
+  const metrics = await (await fetch(operatorUrl(ip, "/metrics"))).text();
   expect(metrics).toMatch(
     new RegExp(
       `streamjob_checkpoints_completed_total\\{namespace="${ns}",name="${JOB}",kind="checkpoint"\\} [1-9]`,

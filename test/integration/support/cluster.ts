@@ -1,40 +1,25 @@
 // What integration tests share: the test cluster's clients, namespaces, and waiting.
-import {
-  AppsV1Api,
-  CoreV1Api,
-  KubeConfig,
-  RbacAuthorizationV1Api,
-  type V1Pod,
-} from "@kubernetes/client-node";
-import { execFile } from "node:child_process";
+import type { CoreV1Api, V1Pod } from "@kubernetes/client-node";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
+import { LocalCluster, repoRoot } from "../../support/local-cluster.js";
+import { waitFor } from "../../support/wait.js";
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+export { repoRoot, waitFor };
+export { containerPid } from "../../support/pods.js";
+export { isAlive as processAlive } from "../../../src/devcluster/processes.js";
+
 export const testClusterDir = path.join(repoRoot, ".devcluster", "test");
-export const kubeconfigPath = path.join(testClusterDir, "kubeconfig");
+export const testCluster = new LocalCluster(testClusterDir);
+export const kubeconfigPath = testCluster.kubeconfigPath;
 
 export function clients() {
-  const kc = new KubeConfig();
-  kc.loadFromFile(kubeconfigPath);
-  return {
-    kc,
-    core: kc.makeApiClient(CoreV1Api),
-    apps: kc.makeApiClient(AppsV1Api),
-    rbac: kc.makeApiClient(RbacAuthorizationV1Api),
-  };
+  return testCluster.clients();
 }
 
-const execFileAsync = promisify(execFile);
-
 /** Runs the cluster's own kubectl against the test cluster. */
-export async function kubectl(...args: string[]): Promise<string> {
-  const { stdout } = await execFileAsync(path.join(testClusterDir, "bin", "kubectl"), args, {
-    env: { ...process.env, KUBECONFIG: kubeconfigPath },
-  });
-  return stdout;
+export function kubectl(...args: string[]): Promise<string> {
+  return testCluster.kubectl(...args);
 }
 
 export async function createNamespace(
@@ -50,28 +35,6 @@ export async function createNamespace(
     return true;
   });
   return name;
-}
-
-export async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 30_000,
-  intervalMs = 200,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
 }
 
 export async function waitForPod(
@@ -90,22 +53,4 @@ export async function waitForPod(
     },
     timeoutMs,
   );
-}
-
-/** The pid of a container's main process (the node agent reports it as `local://<pid>`). */
-export function containerPid(pod: V1Pod, index = 0): number {
-  const id = pod.status?.containerStatuses?.[index]?.containerID ?? "";
-  const pid = Number(id.replace("local://", ""));
-  if (!Number.isInteger(pid) || pid <= 0)
-    throw new Error(`no running process for ${pod.metadata?.name}: ${id}`);
-  return pid;
-}
-
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -1,27 +1,18 @@
 // The test cluster's MinIO, reached the way the operator reaches it: through the storage Secret.
 import { randomBytes } from "node:crypto";
 import type * as Minio from "minio";
+import { storageSecretData as clusterStorageSecretData } from "../../support/storage.js";
 import {
   ensureBucket,
   MinioObjectStore,
-  STORAGE_SECRET_NAME,
   storageConfigFromSecret,
   type StorageConfig,
 } from "../../../src/storage/minio-object-store.js";
 import { clients } from "./cluster.js";
 
 /** The decoded data of Secret default/streamjob-storage, written by the cluster's `up`. */
-export async function storageSecretData(): Promise<Record<string, string>> {
-  const secret = await clients().core.readNamespacedSecret({
-    name: STORAGE_SECRET_NAME,
-    namespace: "default",
-  });
-  return Object.fromEntries(
-    Object.entries(secret.data ?? {}).map(([key, value]) => [
-      key,
-      Buffer.from(value, "base64").toString("utf8"),
-    ]),
-  );
+export function storageSecretData(): Promise<Record<string, string>> {
+  return clusterStorageSecretData(clients().core);
 }
 
 export async function storageConfig(): Promise<StorageConfig> {

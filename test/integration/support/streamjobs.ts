@@ -1,9 +1,10 @@
 // What the tests that run StreamJobs share: the CRD installed, a namespace jobs can run in, and
 // reading a StreamJob and its TaskManager pods.
-import path from "node:path";
 import { CustomObjectsApi, type V1Pod } from "@kubernetes/client-node";
 import { GROUP, PLURAL, VERSION, type StreamJob } from "../../../src/api/streamjob.js";
-import { clients, createNamespace, kubectl, repoRoot, waitFor } from "./cluster.js";
+import { jobPodSelector } from "../../support/pods.js";
+import { applyCrd } from "../../support/streamjob.js";
+import { clients, createNamespace, testCluster, waitFor } from "./cluster.js";
 import { storageSecretData } from "./minio.js";
 
 const { kc, core } = clients();
@@ -11,21 +12,9 @@ const custom = kc.makeApiClient(CustomObjectsApi);
 
 export const RESTRICTED = { "pod-security.kubernetes.io/enforce": "restricted" };
 
-/**
- * Applies crds/streamjob.yaml and waits until kubectl can use it. Test files run in any order and
- * this is idempotent; the CRD stays installed (deleting it would delete every StreamJob).
- */
-export async function installCrd(): Promise<void> {
-  await kubectl(
-    "apply",
-    "--server-side",
-    "--force-conflicts",
-    "-f",
-    path.join(repoRoot, "crds", "streamjob.yaml"),
-  );
-  await kubectl("wait", "--for=condition=Established", "crd/streamjobs.streamjob.dev", "--timeout=60s");
-  // kubectl finds the new resource only once discovery lists it.
-  await waitFor("streamjobs in discovery", () => kubectl("get", "sj", "-A"));
+/** Applies crds/streamjob.yaml to the test cluster (test files run in any order; idempotent). */
+export function installCrd(): Promise<void> {
+  return applyCrd(testCluster);
 }
 
 /** A namespace enforcing the restricted Pod Security Standard, with the cluster's storage Secret. */
@@ -68,6 +57,6 @@ export function waitForStreamJob(
 
 /** The job's TaskManager pods that are not being deleted. */
 export async function taskManagerPods(namespace: string, name: string): Promise<V1Pod[]> {
-  const list = await core.listNamespacedPod({ namespace, labelSelector: `streamjob.dev/job=${name}` });
+  const list = await core.listNamespacedPod({ namespace, labelSelector: jobPodSelector(name) });
   return list.items.filter((pod) => !pod.metadata?.deletionTimestamp);
 }

@@ -7,26 +7,23 @@ import { randomBytes } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { pino } from "pino";
-import { keyGroupRangeForTask } from "../../../src/api/key-groups.js";
-import { jobDirectory } from "../../../src/api/object-layout.js";
-import {
-  PROTOCOL_VERSION,
-  type CheckpointManifest,
-  type TaskManagerConfig,
-} from "../../../src/api/protocol.js";
+import { keyGroupRangeForTask } from "../../src/api/key-groups.js";
+import { jobDirectory } from "../../src/api/object-layout.js";
+import { PROTOCOL_VERSION, type CheckpointManifest, type TaskManagerConfig } from "../../src/api/protocol.js";
 import {
   CheckpointCoordinator,
   type CompletedCheckpoint,
   type CoordinatorEvents,
-} from "../../../src/coordinator/checkpoint-coordinator.js";
-import { CheckpointIdCounter } from "../../../src/coordinator/checkpoint-id-counter.js";
-import { latestCompletedCheckpoint } from "../../../src/coordinator/completed-checkpoints.js";
-import { HttpTaskManagerClient } from "../../../src/coordinator/http-task-manager-client.js";
-import type { TaskManagerClient } from "../../../src/coordinator/interfaces.js";
-import type { SchedulerPolicy } from "../../../src/coordinator/scheduler.js";
-import type { MinioObjectStore, StorageConfig } from "../../../src/storage/minio-object-store.js";
-import { ObjectSnapshotStore } from "../../../src/storage/snapshot-store.js";
-import { repoRoot, testClusterDir } from "./cluster.js";
+} from "../../src/coordinator/checkpoint-coordinator.js";
+import { CheckpointIdCounter } from "../../src/coordinator/checkpoint-id-counter.js";
+import { latestCompletedCheckpoint } from "../../src/coordinator/completed-checkpoints.js";
+import { HttpTaskManagerClient } from "../../src/coordinator/http-task-manager-client.js";
+import type { TaskManagerClient } from "../../src/coordinator/interfaces.js";
+import type { SchedulerPolicy } from "../../src/coordinator/scheduler.js";
+import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
+import { ObjectSnapshotStore } from "../../src/storage/snapshot-store.js";
+import { TASKMANAGER_PORT } from "../../src/operator/desired.js";
+import { repoRoot } from "./local-cluster.js";
 
 const entryPoint = path.join(repoRoot, "dist", "taskmanager", "main.js");
 // 127.3.x.y: apart from the node agent's pod addresses (127.1.x.y); x is random per process so
@@ -80,8 +77,8 @@ export interface LocalJobOptions {
   retained?: number;
   tolerableFailures?: number;
   events?: Partial<CoordinatorEvents>;
-  /** Where TaskManager output goes; default: the test cluster's logs. */
-  logDir?: string;
+  /** The folder each TaskManager's output goes to (a file per task and epoch). */
+  logDir: string;
   /** Lets a test stand between the coordinator and a TaskManager. */
   wrapClient?: (client: TaskManagerClient, taskManager: TaskManagerProcess) => TaskManagerClient;
 }
@@ -217,13 +214,13 @@ export class LocalJob {
       maxParallelism: this.options.maxParallelism,
       taskIndex,
       keyGroupRange: keyGroupRangeForTask(this.options.maxParallelism, deployment.parallelism, taskIndex),
-      port: 8080,
+      port: TASKMANAGER_PORT,
       storage: { endpoint: this.options.storage.endpoint, region: this.options.storage.region },
       ...(deployment.restoreFrom
         ? { restoreFrom: { ...deployment.restoreFrom, bucket: this.options.store.bucket } }
         : {}),
     };
-    const logDir = this.options.logDir ?? path.join(testClusterDir, "logs", "local-jobs");
+    const { logDir } = this.options;
     mkdirSync(logDir, { recursive: true });
     const log = path.join(logDir, `${this.job.name}-e${deployment.epoch}-t${taskIndex}.log`);
     const fd = openSync(log, "w");
@@ -239,7 +236,7 @@ export class LocalJob {
       stdio: ["ignore", fd, fd],
     });
     closeSync(fd);
-    const tm = new TaskManagerProcess(taskIndex, `http://${address}:8080`, child, log);
+    const tm = new TaskManagerProcess(taskIndex, `http://${address}:${TASKMANAGER_PORT}`, child, log);
     await waitUntilReady(
       tm,
       new HttpTaskManagerClient({ taskIndex, baseUrl: tm.url, token: this.token }),
