@@ -21,7 +21,7 @@ const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 export function isNotFound(err: unknown): boolean {
   return (err as { code?: number }).code === 404;
 }
-function isConflict(err: unknown): boolean {
+export function isConflict(err: unknown): boolean {
   return (err as { code?: number }).code === 409;
 }
 
@@ -106,8 +106,17 @@ export class KubeGateway {
     }
   }
 
-  /** Merge-patches status fields; returns false when the StreamJob no longer exists. */
-  async patchStatus(namespace: string, name: string, status: Partial<StreamJobStatus>): Promise<boolean> {
+  /**
+   * Merge-patches status fields; returns false when the StreamJob no longer exists. With
+   * `resourceVersion` the write is conditional: it rejects with a 409 (isConflict) when the StreamJob
+   * changed since that version was read.
+   */
+  async patchStatus(
+    namespace: string,
+    name: string,
+    status: Partial<StreamJobStatus>,
+    resourceVersion?: string,
+  ): Promise<boolean> {
     try {
       await this.custom.patchNamespacedCustomObjectStatus(
         {
@@ -116,7 +125,7 @@ export class KubeGateway {
           namespace,
           plural: PLURAL,
           name,
-          body: { status },
+          body: resourceVersion === undefined ? { status } : { metadata: { resourceVersion }, status },
           fieldManager: FIELD_MANAGER,
         },
         mergePatch,
