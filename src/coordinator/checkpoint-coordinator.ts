@@ -201,7 +201,9 @@ export class CheckpointCoordinator {
 
     let outcome: CheckpointOutcome;
     try {
-      await this.collect(pending);
+      const { signal } = this.stopping;
+      if (signal.aborted) pending.abort("coordinator-stopped", (signal.reason as Error).message);
+      else await this.collect(pending);
       outcome = pending.state === "committing" ? await this.commit(pending) : this.aborted(pending);
     } catch (err) {
       pending.abort(
@@ -250,7 +252,10 @@ export class CheckpointCoordinator {
       try {
         await task.trigger(pending.triggerRequest(task.taskIndex), signal);
       } catch (err) {
-        return fail(callFailure(err), `triggering task ${task.taskIndex} failed: ${(err as Error).message}`);
+        return fail(
+          callFailure(err, signal),
+          `triggering task ${task.taskIndex} failed: ${(err as Error).message}`,
+        );
       }
       while (pending.state === "pending") {
         const waitMs = Math.min(this.options.pollWaitMs ?? 10_000, pending.deadline - clock.now());
@@ -260,7 +265,7 @@ export class CheckpointCoordinator {
           result = await task.result(pending.checkpointId, epoch, waitMs, signal);
         } catch (err) {
           return fail(
-            callFailure(err),
+            callFailure(err, signal),
             `task ${task.taskIndex} failed during checkpoint ${pending.checkpointId}: ${(err as Error).message}`,
           );
         }
@@ -445,7 +450,8 @@ export class CheckpointCoordinator {
   }
 }
 
-/** A failed call to a task: answered with an error, or no answer at all. */
-function callFailure(err: unknown): CheckpointAbortCause {
+/** A failed call to a task: cancelled by a stop, answered with an error, or no answer at all. */
+function callFailure(err: unknown, signal: AbortSignal): CheckpointAbortCause {
+  if (signal.aborted) return "coordinator-stopped";
   return err instanceof TaskManagerCallError && err.status !== undefined ? "task-error" : "task-unreachable";
 }

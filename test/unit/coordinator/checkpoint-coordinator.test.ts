@@ -299,6 +299,18 @@ test("stopping cuts a pending checkpoint short: coordinator-stopped, no failure 
   expect(restarts).toEqual([]);
 });
 
+test("a snapshot asked of a stopped coordinator is cut short without calling any task", async () => {
+  const { coordinator, tasks } = setup();
+  await coordinator.stop("the operator is stopping");
+  expect(await coordinator.triggerSavepoint()).toMatchObject({
+    state: "aborted",
+    kind: "savepoint",
+    cause: "coordinator-stopped",
+    reason: "the operator is stopping",
+  });
+  for (const task of tasks) expect(task.calls).toEqual([]);
+});
+
 test("stop() is prompt while a long poll hangs: the call is cancelled, the tasks are not waited for", async () => {
   const { coordinator, tasks } = setup({ timeoutMs: 60_000 });
   tasks[1]!.behaviour = "hang-until-cancelled";
