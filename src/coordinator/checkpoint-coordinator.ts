@@ -97,8 +97,11 @@ export class CheckpointCoordinator {
   private latestCompletedId: number | null;
   private cancelTick?: () => void;
   private started = false;
-  /** Aborted by stop(): cancels every call to a TaskManager still in flight. */
-  private readonly stopping = new AbortController();
+  /**
+   * Aborted by stop(): cancels every call to a TaskManager still in flight. Each checkpoint keeps
+   * the one it started with; stop() puts a fresh one in place for snapshots taken after it.
+   */
+  private stopping = new AbortController();
   private cleaning: Promise<void> | null = null;
   private cleanAgain = false;
 
@@ -132,7 +135,9 @@ export class CheckpointCoordinator {
     for (const pending of this.pending.values()) {
       if (pending.state === "pending") pending.abort("coordinator-stopped", reason);
     }
-    this.stopping.abort(new Error(reason));
+    const stopping = this.stopping;
+    this.stopping = new AbortController();
+    stopping.abort(new Error(reason));
     await Promise.allSettled([...this.running]);
     await this.cleaning;
   }
@@ -199,11 +204,10 @@ export class CheckpointCoordinator {
     const log = this.options.log.child({ checkpointId: pending.checkpointId, kind, epoch });
     log.debug("checkpoint triggered");
 
+    const { signal } = this.stopping;
     let outcome: CheckpointOutcome;
     try {
-      const { signal } = this.stopping;
-      if (signal.aborted) pending.abort("coordinator-stopped", (signal.reason as Error).message);
-      else await this.collect(pending);
+      await this.collect(pending, signal);
       outcome = pending.state === "committing" ? await this.commit(pending) : this.aborted(pending);
     } catch (err) {
       pending.abort(
@@ -221,11 +225,11 @@ export class CheckpointCoordinator {
         { durationMs: outcome.checkpoint.durationMs, sizeBytes: outcome.checkpoint.sizeBytes },
         "checkpoint completed",
       );
-      await this.afterCompleted(outcome.checkpoint, log);
+      await this.afterCompleted(outcome.checkpoint, signal, log);
     } else {
       const level = isCheckpointFailure(outcome.cause) ? "warn" : "info";
       log[level]({ cause: outcome.cause, reason: outcome.reason }, "checkpoint aborted");
-      await this.afterAborted(pending, outcome);
+      await this.afterAborted(pending, outcome, signal);
     }
     this.cleanUp();
     this.schedule(0);
@@ -233,9 +237,8 @@ export class CheckpointCoordinator {
   }
 
   /** Triggers every task and long-polls each one until the checkpoint leaves "pending". */
-  private async collect(pending: PendingCheckpoint): Promise<void> {
+  private async collect(pending: PendingCheckpoint, signal: AbortSignal): Promise<void> {
     const { clock, tasks, epoch } = this.options;
-    const signal = this.stopping.signal;
     let settle!: () => void;
     const settled = new Promise<void>((resolve) => (settle = resolve));
     const check = () => {
@@ -338,7 +341,11 @@ export class CheckpointCoordinator {
     };
   }
 
-  private async afterCompleted(checkpoint: CompletedCheckpoint, log: Logger): Promise<void> {
+  private async afterCompleted(
+    checkpoint: CompletedCheckpoint,
+    signal: AbortSignal,
+    log: Logger,
+  ): Promise<void> {
     this.failures.onCheckpointCompleted(checkpoint.checkpointId);
     if (this.latestCompletedId === null || checkpoint.checkpointId > this.latestCompletedId) {
       this.latestCompletedId = checkpoint.checkpointId;
@@ -350,7 +357,6 @@ export class CheckpointCoordinator {
       log.warn({ err }, "recording the completed checkpoint failed; notify-complete withheld");
       return;
     }
-    const signal = this.stopping.signal;
     if (signal.aborted) {
       log.info("notify-complete not sent: the coordinator stopped; the next checkpoint or a restore commits");
       return;
@@ -373,9 +379,9 @@ export class CheckpointCoordinator {
   private async afterAborted(
     pending: PendingCheckpoint,
     outcome: Extract<CheckpointOutcome, { state: "aborted" }>,
+    signal: AbortSignal,
   ): Promise<void> {
     this.abortedIds.add(outcome.checkpointId);
-    const signal = this.stopping.signal;
     if (!signal.aborted) {
       const request = {
         checkpointId: outcome.checkpointId,

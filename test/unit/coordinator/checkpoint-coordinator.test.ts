@@ -299,16 +299,20 @@ test("stopping cuts a pending checkpoint short: coordinator-stopped, no failure 
   expect(restarts).toEqual([]);
 });
 
-test("a snapshot asked of a stopped coordinator is cut short without calling any task", async () => {
-  const { coordinator, tasks } = setup();
-  await coordinator.stop("the operator is stopping");
-  expect(await coordinator.triggerSavepoint()).toMatchObject({
-    state: "aborted",
-    kind: "savepoint",
-    cause: "coordinator-stopped",
-    reason: "the operator is stopping",
-  });
-  for (const task of tasks) expect(task.calls).toEqual([]);
+test("after stop(), the coordinator takes snapshots and starts again with calls no longer cancelled", async () => {
+  const { coordinator, tasks, completed } = setup();
+  tasks[1]!.behaviour = "hang-until-cancelled";
+  const cut = coordinator.triggerCheckpoint();
+  await waitUntil(() => tasks[1]!.calls.includes("result 1"));
+  await coordinator.stop();
+  expect(await cut).toMatchObject({ state: "aborted", cause: "coordinator-stopped" });
+
+  tasks[1]!.behaviour = "ack";
+  expect(await coordinator.triggerSavepoint()).toMatchObject({ state: "completed" });
+  coordinator.start();
+  await waitUntil(() => completed.length >= 3);
+  await coordinator.stop();
+  for (const task of tasks) expect(task.calls).toContain("complete 3");
 });
 
 test("stop() is prompt while a long poll hangs: the call is cancelled, the tasks are not waited for", async () => {
