@@ -5,12 +5,20 @@
 //   every part acked -> manifest PUT (the commit point) -> onCompleted (status) -> notify-complete
 //
 // A new epoch (the job redeployed) gets a new coordinator; the id counter is shared across them.
+// Stopping it is prompt: every call to a TaskManager carries the coordinator's AbortSignal.
 import type { Logger } from "pino";
 import { MANIFEST_NAME, type CheckpointKind } from "../api/object-layout.js";
 import type { CheckpointManifest, CheckpointResult, JobRef } from "../api/protocol.js";
 import type { CheckpointIdCounter } from "./checkpoint-id-counter.js";
+import { isCheckpointFailure, type CheckpointAbortCause } from "./abort-cause.js";
 import { CheckpointFailureManager } from "./failure-manager.js";
-import type { Clock, SnapshotStore, TaskManagerClient } from "./interfaces.js";
+import {
+  TaskManagerCallError,
+  type Clock,
+  type SnapshotStore,
+  type TaskManagerClient,
+  type Timers,
+} from "./interfaces.js";
 import { PendingCheckpoint } from "./pending-checkpoint.js";
 import { planRetention } from "./retention.js";
 import { decideTrigger, type SchedulerPolicy } from "./scheduler.js";
@@ -28,7 +36,13 @@ export interface CompletedCheckpoint {
 
 export type CheckpointOutcome =
   | { state: "completed"; checkpoint: CompletedCheckpoint }
-  | { state: "aborted"; checkpointId: number; kind: CheckpointKind; reason: string };
+  | {
+      state: "aborted";
+      checkpointId: number;
+      kind: CheckpointKind;
+      cause: CheckpointAbortCause;
+      reason: string;
+    };
 
 export interface CoordinatorEvents {
   /**
@@ -37,6 +51,7 @@ export interface CoordinatorEvents {
    * output of a checkpoint that a restore would not start from.
    */
   onCompleted(checkpoint: CompletedCheckpoint): Promise<void>;
+  /** Also for aborts that are no failure (see isCheckpointFailure): the cause tells. */
   onAborted(outcome: Extract<CheckpointOutcome, { state: "aborted" }>): void;
   /** More consecutive checkpoints failed than tolerated: the job should restart from its latest checkpoint. */
   onRestartRequested(reason: string): void;
@@ -56,6 +71,7 @@ export interface CheckpointCoordinatorOptions {
   store: SnapshotStore;
   ids: CheckpointIdCounter;
   clock: Clock;
+  timers: Timers;
   log: Logger;
   events?: Partial<CoordinatorEvents>;
   /**
@@ -79,8 +95,13 @@ export class CheckpointCoordinator {
   private lastTriggeredAt: number | null = null;
   private lastEndedAt: number | null = null;
   private latestCompletedId: number | null;
-  private timer?: NodeJS.Timeout;
+  private cancelTick?: () => void;
   private started = false;
+  /**
+   * Aborted by stop(): cancels every call to a TaskManager still in flight. Each checkpoint keeps
+   * the one it started with; stop() puts a fresh one in place for snapshots taken after it.
+   */
+  private stopping = new AbortController();
   private cleaning: Promise<void> | null = null;
   private cleanAgain = false;
 
@@ -100,15 +121,23 @@ export class CheckpointCoordinator {
   }
 
   /**
-   * Stops scheduling, aborts what is still collecting acks (telling the tasks) and waits until
-   * nothing is in flight. Only after this may a restore target be chosen: until then a checkpoint
-   * newer than the one found in storage can still complete and its output be committed.
+   * Stops scheduling, aborts what is still collecting acks, cancels every call to a TaskManager and
+   * waits until nothing is in flight. Only after this may a restore target be chosen: until then a
+   * checkpoint newer than the one found in storage can still complete and its output be committed.
+   * Tasks are not told about the aborts (a dead TaskManager would hold the stop up): each drops the
+   * attempt at its deadline or when a later checkpoint completes, and notify-complete not sent is
+   * made up by the next one or by a restore (sinks commit everything up to the checkpoint).
    */
   async stop(reason = "the coordinator stopped"): Promise<void> {
     this.started = false;
-    clearTimeout(this.timer);
+    this.cancelTick?.();
     // A checkpoint already committing may have its manifest written: it finishes, not aborts.
-    for (const pending of this.pending.values()) if (pending.state === "pending") pending.abort(reason);
+    for (const pending of this.pending.values()) {
+      if (pending.state === "pending") pending.abort("coordinator-stopped", reason);
+    }
+    const stopping = this.stopping;
+    this.stopping = new AbortController();
+    stopping.abort(new Error(reason));
     await Promise.allSettled([...this.running]);
     await this.cleaning;
   }
@@ -130,9 +159,9 @@ export class CheckpointCoordinator {
   }
 
   private schedule(delayMs: number): void {
-    clearTimeout(this.timer);
+    this.cancelTick?.();
     if (!this.started) return;
-    this.timer = setTimeout(() => this.tick(), delayMs);
+    this.cancelTick = this.options.timers.setTimeout(() => this.tick(), delayMs);
   }
 
   private tick(): void {
@@ -175,12 +204,16 @@ export class CheckpointCoordinator {
     const log = this.options.log.child({ checkpointId: pending.checkpointId, kind, epoch });
     log.debug("checkpoint triggered");
 
+    const { signal } = this.stopping;
     let outcome: CheckpointOutcome;
     try {
-      await this.collect(pending);
+      await this.collect(pending, signal);
       outcome = pending.state === "committing" ? await this.commit(pending) : this.aborted(pending);
     } catch (err) {
-      pending.abort(`checkpoint ${pending.checkpointId} failed: ${(err as Error).message}`);
+      pending.abort(
+        "coordinator-error",
+        `checkpoint ${pending.checkpointId} failed: ${(err as Error).message}`,
+      );
       outcome = this.aborted(pending);
     } finally {
       this.pending.delete(pending.checkpointId);
@@ -192,10 +225,11 @@ export class CheckpointCoordinator {
         { durationMs: outcome.checkpoint.durationMs, sizeBytes: outcome.checkpoint.sizeBytes },
         "checkpoint completed",
       );
-      await this.afterCompleted(outcome.checkpoint, log);
+      await this.afterCompleted(outcome.checkpoint, signal, log);
     } else {
-      log.warn({ reason: outcome.reason }, "checkpoint aborted");
-      await this.afterAborted(pending, outcome);
+      const level = isCheckpointFailure(outcome.cause) ? "warn" : "info";
+      log[level]({ cause: outcome.cause, reason: outcome.reason }, "checkpoint aborted");
+      await this.afterAborted(pending, outcome, signal);
     }
     this.cleanUp();
     this.schedule(0);
@@ -203,7 +237,7 @@ export class CheckpointCoordinator {
   }
 
   /** Triggers every task and long-polls each one until the checkpoint leaves "pending". */
-  private async collect(pending: PendingCheckpoint): Promise<void> {
+  private async collect(pending: PendingCheckpoint, signal: AbortSignal): Promise<void> {
     const { clock, tasks, epoch } = this.options;
     let settle!: () => void;
     const settled = new Promise<void>((resolve) => (settle = resolve));
@@ -211,32 +245,36 @@ export class CheckpointCoordinator {
       pending.expireIfDue();
       if (pending.state !== "pending") settle();
     };
-    const expiry = setTimeout(check, Math.max(0, pending.deadline - clock.now()));
-    const fail = (reason: string) => {
-      pending.abort(reason);
+    const cancelExpiry = this.options.timers.setTimeout(check, Math.max(0, pending.deadline - clock.now()));
+    const fail = (cause: CheckpointAbortCause, reason: string) => {
+      pending.abort(cause, reason);
       check();
     };
 
     const pollTask = async (task: TaskManagerClient) => {
       try {
-        await task.trigger(pending.triggerRequest(task.taskIndex));
+        await task.trigger(pending.triggerRequest(task.taskIndex), signal);
       } catch (err) {
-        return fail(`triggering task ${task.taskIndex} failed: ${(err as Error).message}`);
+        return fail(
+          callFailure(err, signal),
+          `triggering task ${task.taskIndex} failed: ${(err as Error).message}`,
+        );
       }
       while (pending.state === "pending") {
         const waitMs = Math.min(this.options.pollWaitMs ?? 10_000, pending.deadline - clock.now());
         if (waitMs <= 0) return check();
         let result: CheckpointResult;
         try {
-          result = await task.result(pending.checkpointId, epoch, waitMs);
+          result = await task.result(pending.checkpointId, epoch, waitMs, signal);
         } catch (err) {
           return fail(
+            callFailure(err, signal),
             `task ${task.taskIndex} failed during checkpoint ${pending.checkpointId}: ${(err as Error).message}`,
           );
         }
         if (result.state === "acknowledged") {
           const outcome = pending.acknowledge(result.ack);
-          if (outcome.kind === "rejected") return fail(outcome.reason);
+          if (outcome.kind === "rejected") return fail("invalid-ack", outcome.reason);
           return check();
         }
         if (result.state === "declined") {
@@ -248,9 +286,14 @@ export class CheckpointCoordinator {
     };
     // Pollers that outlive the decision (a long poll still open after another task declined) end
     // on their own within one poll; their answers no longer change anything.
-    void Promise.all(tasks.map(pollTask)).then(check);
+    const pollers = tasks.map((task) =>
+      pollTask(task).catch((err: Error) =>
+        fail("coordinator-error", `collecting task ${task.taskIndex}'s answer failed: ${err.message}`),
+      ),
+    );
+    void Promise.all(pollers).then(check);
     await settled;
-    clearTimeout(expiry);
+    cancelExpiry();
   }
 
   private async commit(pending: PendingCheckpoint): Promise<CheckpointOutcome> {
@@ -261,7 +304,10 @@ export class CheckpointCoordinator {
       // The PUT may have reached the store even though its answer did not reach us.
       const written = await this.options.store.statObject(pending.manifestKey).catch(() => null);
       if (written === null) {
-        pending.abort(`writing manifest ${pending.manifestKey} failed: ${(err as Error).message}`);
+        pending.abort(
+          "manifest-write-failed",
+          `writing manifest ${pending.manifestKey} failed: ${(err as Error).message}`,
+        );
         return this.aborted(pending);
       }
     }
@@ -285,16 +331,21 @@ export class CheckpointCoordinator {
 
   private aborted(pending: PendingCheckpoint): Extract<CheckpointOutcome, { state: "aborted" }> {
     if (pending.state !== "aborted")
-      pending.abort(`checkpoint ${pending.checkpointId} ended ${pending.state}`);
+      pending.abort("coordinator-error", `checkpoint ${pending.checkpointId} ended ${pending.state}`);
     return {
       state: "aborted",
       checkpointId: pending.checkpointId,
       kind: pending.kind,
+      cause: pending.abortCause ?? "coordinator-error",
       reason: pending.abortReason ?? "aborted",
     };
   }
 
-  private async afterCompleted(checkpoint: CompletedCheckpoint, log: Logger): Promise<void> {
+  private async afterCompleted(
+    checkpoint: CompletedCheckpoint,
+    signal: AbortSignal,
+    log: Logger,
+  ): Promise<void> {
     this.failures.onCheckpointCompleted(checkpoint.checkpointId);
     if (this.latestCompletedId === null || checkpoint.checkpointId > this.latestCompletedId) {
       this.latestCompletedId = checkpoint.checkpointId;
@@ -306,30 +357,47 @@ export class CheckpointCoordinator {
       log.warn({ err }, "recording the completed checkpoint failed; notify-complete withheld");
       return;
     }
+    if (signal.aborted) {
+      log.info("notify-complete not sent: the coordinator stopped; the next checkpoint or a restore commits");
+      return;
+    }
     const request = {
       checkpointId: checkpoint.checkpointId,
       epoch: checkpoint.epoch,
       manifestKey: checkpoint.manifestKey,
     };
-    const results = await Promise.allSettled(this.options.tasks.map((task) => task.notifyComplete(request)));
+    const results = await Promise.allSettled(
+      this.options.tasks.map((task) => task.notifyComplete(request, signal)),
+    );
     results.forEach((result, taskIndex) => {
-      if (result.status === "rejected") log.warn({ taskIndex, err: result.reason }, "notify-complete failed");
+      if (result.status === "rejected") {
+        log[signal.aborted ? "info" : "warn"]({ taskIndex, err: result.reason }, "notify-complete failed");
+      }
     });
   }
 
   private async afterAborted(
     pending: PendingCheckpoint,
     outcome: Extract<CheckpointOutcome, { state: "aborted" }>,
+    signal: AbortSignal,
   ): Promise<void> {
     this.abortedIds.add(outcome.checkpointId);
-    const request = {
-      checkpointId: outcome.checkpointId,
-      epoch: pending.epoch,
-      reason: outcome.reason.slice(0, 4096),
-    };
-    await Promise.allSettled(this.options.tasks.map((task) => task.abort(request)));
+    if (!signal.aborted) {
+      const request = {
+        checkpointId: outcome.checkpointId,
+        epoch: pending.epoch,
+        reason: outcome.reason.slice(0, 4096),
+      };
+      const results = await Promise.allSettled(this.options.tasks.map((task) => task.abort(request, signal)));
+      // Telling a task is a courtesy (it gives up at the deadline anyway), so a failure is no error.
+      results.forEach((result, taskIndex) => {
+        if (result.status === "rejected") {
+          this.options.log.debug({ taskIndex, err: result.reason }, "telling a task about an abort failed");
+        }
+      });
+    }
     this.options.events?.onAborted?.(outcome);
-    const decision = this.failures.onCheckpointFailed(outcome.checkpointId, outcome.kind);
+    const decision = this.failures.onCheckpointFailed(outcome.checkpointId, outcome.kind, outcome.cause);
     if (decision.restartJob) {
       this.options.events?.onRestartRequested?.(
         `${decision.consecutiveFailures} consecutive checkpoints failed (tolerable: ${this.options.tolerableFailures}); last: ${outcome.reason}`,
@@ -386,4 +454,10 @@ export class CheckpointCoordinator {
       if (deletion.reason === "aborted") this.abortedIds.delete(deletion.checkpointId);
     }
   }
+}
+
+/** A failed call to a task: cancelled by a stop, answered with an error, or no answer at all. */
+function callFailure(err: unknown, signal: AbortSignal): CheckpointAbortCause {
+  if (signal.aborted) return "coordinator-stopped";
+  return err instanceof TaskManagerCallError && err.status !== undefined ? "task-error" : "task-unreachable";
 }

@@ -3,6 +3,7 @@
 // restart (a new epoch, restoring the latest completed checkpoint); a completed checkpoint resets.
 
 import type { CheckpointKind } from "../api/object-layout.js";
+import { isCheckpointFailure, type CheckpointAbortCause } from "./abort-cause.js";
 
 export interface FailureDecision {
   consecutiveFailures: number;
@@ -20,12 +21,19 @@ export class CheckpointFailureManager {
   }
 
   /**
-   * Report a checkpoint that aborted. Savepoints do not count (a failed on-demand savepoint is not a
-   * reason to restart a running job), nor do checkpoints older than the last completed one (a newer
-   * success already shows the job can checkpoint), and the same id counts once.
+   * Report a checkpoint that aborted. Only real failures count: not an abort because the coordinator
+   * stopped (a redeploy, upgrade, scale, suspend or restart), not savepoints (a failed on-demand
+   * savepoint is not a reason to restart a running job), not checkpoints older than the last
+   * completed one (a newer success already shows the job can checkpoint); the same id counts once.
    */
-  onCheckpointFailed(checkpointId: number, kind: CheckpointKind): FailureDecision {
-    if (kind === "checkpoint" && checkpointId > this.lastCompletedId) this.failedIds.add(checkpointId);
+  onCheckpointFailed(
+    checkpointId: number,
+    kind: CheckpointKind,
+    cause: CheckpointAbortCause,
+  ): FailureDecision {
+    if (isCheckpointFailure(cause) && kind === "checkpoint" && checkpointId > this.lastCompletedId) {
+      this.failedIds.add(checkpointId);
+    }
     return this.decision();
   }
 

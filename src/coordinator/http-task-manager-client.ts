@@ -9,16 +9,7 @@ import {
   type NotifyCompleteRequest,
   type TriggerCheckpointRequest,
 } from "../api/protocol.js";
-import type { TaskManagerClient } from "./interfaces.js";
-
-export class TaskManagerCallError extends Error {
-  constructor(
-    message: string,
-    readonly status?: number,
-  ) {
-    super(message);
-  }
-}
+import { TaskManagerCallError, type TaskManagerClient } from "./interfaces.js";
 
 export interface HttpTaskManagerClientOptions {
   taskIndex: number;
@@ -42,28 +33,32 @@ export class HttpTaskManagerClient implements TaskManagerClient {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5_000;
   }
 
-  async trigger(request: TriggerCheckpointRequest): Promise<void> {
-    await this.call("POST", "/v1/checkpoints/trigger", 202, request);
+  async trigger(request: TriggerCheckpointRequest, signal?: AbortSignal): Promise<void> {
+    await this.call("POST", "/v1/checkpoints/trigger", 202, { body: request, signal });
   }
 
-  async result(checkpointId: number, epoch: number, waitMs: number): Promise<CheckpointResult> {
+  async result(
+    checkpointId: number,
+    epoch: number,
+    waitMs: number,
+    signal?: AbortSignal,
+  ): Promise<CheckpointResult> {
     const path = `/v1/checkpoints/${checkpointId}?epoch=${epoch}&waitMs=${Math.max(0, Math.floor(waitMs))}`;
-    return this.parse(
-      CheckpointResult,
-      await this.call("GET", path, 200, undefined, waitMs + this.requestTimeoutMs),
-    );
+    const timeoutMs = waitMs + this.requestTimeoutMs;
+    return this.parse(CheckpointResult, await this.call("GET", path, 200, { signal, timeoutMs }));
   }
 
-  async notifyComplete(request: NotifyCompleteRequest): Promise<void> {
-    await this.call("POST", `/v1/checkpoints/${request.checkpointId}/complete`, 204, request);
+  async notifyComplete(request: NotifyCompleteRequest, signal?: AbortSignal): Promise<void> {
+    const path = `/v1/checkpoints/${request.checkpointId}/complete`;
+    await this.call("POST", path, 204, { body: request, signal });
   }
 
-  async abort(request: AbortCheckpointRequest): Promise<void> {
-    await this.call("POST", `/v1/checkpoints/${request.checkpointId}/abort`, 204, request);
+  async abort(request: AbortCheckpointRequest, signal?: AbortSignal): Promise<void> {
+    await this.call("POST", `/v1/checkpoints/${request.checkpointId}/abort`, 204, { body: request, signal });
   }
 
-  async status(): Promise<TaskManagerStatus> {
-    return this.parse(TaskManagerStatus, await this.call("GET", "/v1/status", 200));
+  async status(signal?: AbortSignal): Promise<TaskManagerStatus> {
+    return this.parse(TaskManagerStatus, await this.call("GET", "/v1/status", 200, { signal }));
   }
 
   private parse<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
@@ -71,6 +66,7 @@ export class HttpTaskManagerClient implements TaskManagerClient {
     if (!parsed.success) {
       throw new TaskManagerCallError(
         `task ${this.taskIndex} answered with an unexpected body: ${parsed.error.message}`,
+        200,
       );
     }
     return parsed.data;
@@ -80,10 +76,15 @@ export class HttpTaskManagerClient implements TaskManagerClient {
     method: "GET" | "POST",
     path: string,
     expected: number,
-    body?: unknown,
-    timeoutMs = this.requestTimeoutMs,
+    {
+      body,
+      signal,
+      timeoutMs = this.requestTimeoutMs,
+    }: { body?: unknown; signal?: AbortSignal; timeoutMs?: number },
   ): Promise<unknown> {
+    const timeout = AbortSignal.timeout(timeoutMs);
     let response: Response;
+    let text: string;
     try {
       response = await fetch(`${this.baseUrl}${path}`, {
         method,
@@ -92,13 +93,18 @@ export class HttpTaskManagerClient implements TaskManagerClient {
           ...(body === undefined ? {} : { "Content-Type": "application/json" }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
       });
+      text = await response.text();
     } catch (err) {
+      if (signal?.aborted) {
+        throw new TaskManagerCallError(
+          `task ${this.taskIndex}: ${method} ${path} cancelled: ${reasonOf(signal)}`,
+        );
+      }
       const cause = (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
       throw new TaskManagerCallError(`task ${this.taskIndex} at ${this.baseUrl} is unreachable: ${cause}`);
     }
-    const text = await response.text();
     if (response.status !== expected) {
       const error = ErrorResponse.safeParse(safeJson(text));
       const detail = error.success ? error.data.error : text.slice(0, 200);
@@ -109,6 +115,10 @@ export class HttpTaskManagerClient implements TaskManagerClient {
     }
     return text === "" ? undefined : safeJson(text);
   }
+}
+
+function reasonOf(signal: AbortSignal): string {
+  return signal.reason instanceof Error ? signal.reason.message : String(signal.reason);
 }
 
 function safeJson(text: string): unknown {

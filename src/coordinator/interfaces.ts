@@ -18,26 +18,59 @@ export interface Clock {
   now(): number;
 }
 
+/** Timers the coordinator waits with, injected beside its clock so tests can move both at once. */
+export interface Timers {
+  /** Runs `callback` once after `delayMs`; the returned function cancels it. */
+  setTimeout(callback: () => void, delayMs: number): () => void;
+}
+
+export const systemTimers: Timers = {
+  setTimeout(callback, delayMs) {
+    const timer = setTimeout(callback, delayMs);
+    return () => clearTimeout(timer);
+  },
+};
+
+/**
+ * A call to a TaskManager that did not get its success answer. `status` is the HTTP status of the
+ * answer (a 200 with a body that breaks the protocol included); undefined when no answer came
+ * (connection refused or reset, timeout, cancelled).
+ */
+export class TaskManagerCallError extends Error {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
 /**
  * HTTP client for one TaskManager (one task index) of the current epoch. Every method rejects when
  * the call did not get its success status (202 for trigger, 200 otherwise, 204 for complete/abort),
- * with an error naming the HTTP status and the TaskManager's `error` text, or the network failure.
+ * with a TaskManagerCallError naming the HTTP status and the TaskManager's `error` text, or the
+ * network failure. `signal` cancels the call at once (the coordinator stopping).
  */
 export interface TaskManagerClient {
   readonly taskIndex: number;
   /** POST /v1/checkpoints/trigger; resolves once the task accepted (202). */
-  trigger(request: TriggerCheckpointRequest): Promise<void>;
+  trigger(request: TriggerCheckpointRequest, signal?: AbortSignal): Promise<void>;
   /**
    * GET /v1/checkpoints/{id}?epoch=…&waitMs=…: the task's answer, held back by the TaskManager for up
    * to `waitMs` while the checkpoint is still in progress (long poll).
    */
-  result(checkpointId: number, epoch: number, waitMs: number): Promise<CheckpointResult>;
+  result(
+    checkpointId: number,
+    epoch: number,
+    waitMs: number,
+    signal?: AbortSignal,
+  ): Promise<CheckpointResult>;
   /** POST /v1/checkpoints/{id}/complete */
-  notifyComplete(request: NotifyCompleteRequest): Promise<void>;
+  notifyComplete(request: NotifyCompleteRequest, signal?: AbortSignal): Promise<void>;
   /** POST /v1/checkpoints/{id}/abort */
-  abort(request: AbortCheckpointRequest): Promise<void>;
+  abort(request: AbortCheckpointRequest, signal?: AbortSignal): Promise<void>;
   /** GET /v1/status */
-  status(): Promise<TaskManagerStatus>;
+  status(signal?: AbortSignal): Promise<TaskManagerStatus>;
 }
 
 /** One checkpoint or savepoint directory found in storage, whether or not it has a manifest. */

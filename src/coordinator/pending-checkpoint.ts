@@ -23,6 +23,7 @@ import {
   type JobRef,
   type TriggerCheckpointRequest,
 } from "../api/protocol.js";
+import type { CheckpointAbortCause } from "./abort-cause.js";
 import type { Clock } from "./interfaces.js";
 
 export type PendingCheckpointState = "pending" | "committing" | "completed" | "aborted";
@@ -63,6 +64,7 @@ export class PendingCheckpoint {
   private readonly acks = new Map<number, CheckpointAck>();
   private currentState: PendingCheckpointState = "pending";
   private reasonForAbort: string | null = null;
+  private causeOfAbort: CheckpointAbortCause | null = null;
   private fullyAckedAt: number | null = null;
 
   constructor(
@@ -92,6 +94,11 @@ export class PendingCheckpoint {
   /** Why the checkpoint was aborted, naming the task(s) responsible; null unless aborted. */
   get abortReason(): string | null {
     return this.reasonForAbort;
+  }
+
+  /** What kind of abort it was; null unless aborted. */
+  get abortCause(): CheckpointAbortCause | null {
+    return this.causeOfAbort;
   }
 
   get isFullyAcked(): boolean {
@@ -131,7 +138,7 @@ export class PendingCheckpoint {
     const problem = this.invalidAck(ack);
     if (problem !== null) {
       const reason = `task ${ack.taskIndex} sent an invalid ack for checkpoint ${this.checkpointId}: ${problem}`;
-      this.abortWith(reason);
+      this.abortWith("invalid-ack", reason);
       return { kind: "invalid", reason };
     }
     this.acks.set(ack.taskIndex, ack);
@@ -149,7 +156,10 @@ export class PendingCheckpoint {
     if (this.currentState !== "pending") {
       return { kind: "late", reason: `checkpoint ${this.checkpointId} is already ${this.describeEnd()}` };
     }
-    this.abortWith(`task ${decline.taskIndex} declined checkpoint ${this.checkpointId}: ${decline.reason}`);
+    this.abortWith(
+      "declined",
+      `task ${decline.taskIndex} declined checkpoint ${this.checkpointId}: ${decline.reason}`,
+    );
     return { kind: "accepted" };
   }
 
@@ -157,6 +167,7 @@ export class PendingCheckpoint {
   expireIfDue(): boolean {
     if (this.currentState !== "pending" || this.clock.now() < this.deadline) return false;
     this.abortWith(
+      "expired",
       `checkpoint ${this.checkpointId} expired at its deadline (${new Date(this.deadline).toISOString()}): ` +
         `task(s) ${this.missingTasks.join(", ")} did not acknowledge in time`,
     );
@@ -164,12 +175,12 @@ export class PendingCheckpoint {
   }
 
   /**
-   * Coordinator-side abort (a task unreachable, the job restarting, the manifest PUT known to have
-   * failed). Returns false when the checkpoint already completed or aborted.
+   * Coordinator-side abort (a task unreachable, the coordinator stopping, the manifest PUT known to
+   * have failed). Returns false when the checkpoint already completed or aborted: the first cause stays.
    */
-  abort(reason: string): boolean {
+  abort(cause: CheckpointAbortCause, reason: string): boolean {
     if (this.currentState === "completed" || this.currentState === "aborted") return false;
-    this.abortWith(reason);
+    this.abortWith(cause, reason);
     return true;
   }
 
@@ -267,8 +278,9 @@ export class PendingCheckpoint {
     return null;
   }
 
-  private abortWith(reason: string): void {
+  private abortWith(cause: CheckpointAbortCause, reason: string): void {
     this.currentState = "aborted";
+    this.causeOfAbort = cause;
     this.reasonForAbort = reason;
   }
 

@@ -2,21 +2,24 @@
 // stateless; this is the operator's only in-memory state, and all of it can be rebuilt from status
 // and storage after a restart). The coordinator's commit hook patches status.latestCheckpoint before
 // notify-complete goes out, so two-phase-commit sinks never commit output a restore would not
-// start from.
+// start from. Those status writes are conditional on the resourceVersion they read, so a stale
+// operator process still running beside its replacement cannot overwrite newer counts or ids.
 import type { Logger } from "pino";
+import { z } from "zod";
 import type { JobRef } from "../api/protocol.js";
 import { parseDuration } from "../api/duration.js";
-import type { StreamJob, StreamJobStatus } from "../api/streamjob.js";
+import { StreamJobStatus, type StreamJob } from "../api/streamjob.js";
+import { isCheckpointFailure } from "../coordinator/abort-cause.js";
 import {
   CheckpointCoordinator,
   type CheckpointOutcome,
   type CompletedCheckpoint,
 } from "../coordinator/checkpoint-coordinator.js";
 import { CheckpointIdCounter } from "../coordinator/checkpoint-id-counter.js";
-import { HttpTaskManagerClient } from "../coordinator/http-task-manager-client.js";
-import type { SnapshotStore } from "../coordinator/interfaces.js";
+import type { HttpTaskManagerClientOptions } from "../coordinator/http-task-manager-client.js";
+import type { SnapshotStore, TaskManagerClient, Timers } from "../coordinator/interfaces.js";
 import { TASKMANAGER_PORT } from "./desired.js";
-import type { EventInput } from "./kube-gateway.js";
+import { isConflict, type EventInput } from "./kube-gateway.js";
 import type { OperatorMetrics } from "./metrics.js";
 import type { ObservedPod, SnapshotObservation } from "./planner.js";
 
@@ -26,14 +29,34 @@ export type CheckpointStatus = Pick<
   "latestCheckpoint" | "latestSavepoint" | "checkpointCounts"
 >;
 
+/** The part of a stored StreamJob a conditional write of the coordinator's fields needs. */
+const StoredCheckpointStatus = z.object({
+  metadata: z.object({ uid: z.string(), resourceVersion: z.string().min(1) }),
+  status: StreamJobStatus.pick({ latestCheckpoint: true, latestSavepoint: true, checkpointCounts: true })
+    .partial()
+    .optional(),
+});
+
+/** Writes refused because another writer came in between, before the write is given up. */
+const MAX_CONFLICTS = 10;
+
 export interface JobCoordinatorsDeps {
-  patchStatus(job: JobRef, status: CheckpointStatus): Promise<boolean>;
+  /** The StreamJob as stored now (a quorum read, not a cache), or null when it is gone. */
+  getStreamJob(job: JobRef): Promise<unknown>;
+  /**
+   * Merge-patches the fields if the StreamJob is still at `resourceVersion`: rejects with a 409
+   * (isConflict) when it changed, resolves false when it is gone.
+   */
+  patchStatus(job: JobRef, status: CheckpointStatus, resourceVersion: string): Promise<boolean>;
   recordEvent(event: EventInput, options?: { aggregate?: boolean }): Promise<void>;
+  /** The client the coordinator reaches one TaskManager with (HttpTaskManagerClient). */
+  connect(options: HttpTaskManagerClientOptions): TaskManagerClient;
   /** Asks for a reconcile pass of the job (a snapshot finished, the failure manager gave up...). */
   enqueue(key: string): void;
   metrics: OperatorMetrics;
   log: Logger;
   now(): number;
+  timers: Timers;
 }
 
 export interface StartInput {
@@ -63,8 +86,6 @@ interface JobState {
   restartRequest?: { epoch: number; reason: string };
   /** Why checkpoints are failing, while the last one failed. */
   checkpointFailure?: string;
-  counts: { completed: number; failed: number };
-  latestSavepoint?: StreamJobStatus["latestSavepoint"];
 }
 
 export function jobKey(job: JobRef): string {
@@ -126,7 +147,7 @@ export class JobCoordinators {
       .map((pod, taskIndex) => {
         if (!pod.podIP) throw new Error(`TaskManager ${pod.name} has no IP yet`);
         const host = pod.podIP.includes(":") ? `[${pod.podIP}]` : pod.podIP;
-        return new HttpTaskManagerClient({
+        return this.deps.connect({
           taskIndex,
           baseUrl: `http://${host}:${TASKMANAGER_PORT}`,
           token: input.token,
@@ -167,6 +188,7 @@ export class JobCoordinators {
       ids: state.ids,
       leftoverIds,
       clock: { now: this.deps.now },
+      timers: this.deps.timers,
       log,
       latestCompletedId: job.status?.latestCheckpoint?.id ?? null,
       events: {
@@ -246,17 +268,42 @@ export class JobCoordinators {
   }
 
   private state(key: string, job: StreamJob): JobState {
-    const status = job.status;
     let state = this.jobs.get(key);
     if (!state) {
-      state = {
-        uid: job.metadata.uid ?? "",
-        counts: { ...(status?.checkpointCounts ?? { completed: 0, failed: 0 }) },
-        ...(status?.latestSavepoint && { latestSavepoint: status.latestSavepoint }),
-      };
+      state = { uid: job.metadata.uid ?? "" };
       this.jobs.set(key, state);
     }
     return state;
+  }
+
+  /**
+   * Writes the coordinator's status fields as `change` derives them from what is stored now, on
+   * condition that nothing was written in between (resourceVersion). A 409 means another writer came
+   * first (the reconciler, or a stale operator process still running beside its replacement): read
+   * again and derive again, so counts and ids never go back and no update is lost. Resolves with
+   * what was written, or null when the StreamJob is gone (or is another job of the same name).
+   */
+  private async writeCheckpointStatus(
+    job: StreamJob,
+    change: (stored: CheckpointStatus) => CheckpointStatus,
+  ): Promise<CheckpointStatus | null> {
+    const ref = { namespace: job.metadata.namespace!, name: job.metadata.name! };
+    for (let attempt = 1; ; attempt++) {
+      const raw = await this.deps.getStreamJob(ref);
+      if (raw === null) return null;
+      const stored = StoredCheckpointStatus.parse(raw);
+      if (job.metadata.uid !== undefined && stored.metadata.uid !== job.metadata.uid) return null;
+      const status = change(stored.status ?? {});
+      try {
+        return (await this.deps.patchStatus(ref, status, stored.metadata.resourceVersion)) ? status : null;
+      } catch (err) {
+        if (!isConflict(err) || attempt === MAX_CONFLICTS) throw err;
+        this.deps.log.debug(
+          { key: jobKey(ref), attempt },
+          "checkpoint status changed meanwhile; merging again",
+        );
+      }
+    }
   }
 
   // Runs between the manifest PUT and notify-complete: if the status patch fails, this throws and
@@ -270,22 +317,22 @@ export class JobCoordinators {
       durationMs: Math.round(checkpoint.durationMs),
       sizeBytes: checkpoint.sizeBytes,
     };
-    const counts = { ...state.counts, completed: state.counts.completed + 1 };
     const savepoint = checkpoint.kind === "savepoint";
     const nonce = state.snapshot?.purpose.startsWith("nonce:") ? state.snapshot.purpose.slice(6) : undefined;
-    const status: CheckpointStatus = savepoint
-      ? { latestSavepoint: { ...record, ...(nonce !== undefined && { nonce }) }, checkpointCounts: counts }
-      : { latestCheckpoint: record, checkpointCounts: counts };
-    if (!(await this.deps.patchStatus(ref, status)))
-      throw new Error(`StreamJob ${jobKey(ref)} no longer exists`);
-    state.counts = counts;
+    const written = await this.writeCheckpointStatus(job, (stored) =>
+      recordCompleted(stored, checkpoint.kind, {
+        ...record,
+        ...(savepoint && nonce !== undefined && { nonce }),
+      }),
+    );
+    if (written === null) throw new Error(`StreamJob ${jobKey(ref)} no longer exists`);
     state.checkpointFailure = undefined;
 
     const labels = { ...ref, kind: checkpoint.kind };
     this.deps.metrics.checkpointDuration.observe(labels, checkpoint.durationMs / 1000);
     this.deps.metrics.checkpointSize.set(labels, checkpoint.sizeBytes);
     this.deps.metrics.checkpointsCompleted.inc(labels);
-    if (!savepoint) this.deps.metrics.latestCheckpointId.set(ref, checkpoint.checkpointId);
+    if (written.latestCheckpoint) this.deps.metrics.latestCheckpointId.set(ref, written.latestCheckpoint.id);
     void this.event(
       job,
       "Normal",
@@ -299,17 +346,16 @@ export class JobCoordinators {
     state: JobState,
     outcome: Extract<CheckpointOutcome, { state: "aborted" }>,
   ): void {
+    // A coordinator stopped for a redeploy, upgrade, scale, suspend or restart cut it short: no failure.
+    if (!isCheckpointFailure(outcome.cause)) return;
     const ref = { namespace: job.metadata.namespace!, name: job.metadata.name! };
-    state.counts = { ...state.counts, failed: state.counts.failed + 1 };
-    // A stopping coordinator aborts what is pending; that is not a checkpoint health problem.
+    // A failure that ends only once the coordinator is stopping says nothing about the next epoch.
     if (state.coordinator)
       state.checkpointFailure = `${outcome.kind} ${outcome.checkpointId}: ${outcome.reason}`;
-    this.deps.metrics.checkpointsFailed.inc({ ...ref, kind: outcome.kind });
-    this.deps
-      .patchStatus(ref, { checkpointCounts: state.counts })
-      .catch((err: Error) =>
-        this.deps.log.warn({ err, key: jobKey(ref) }, "recording a failed checkpoint failed"),
-      );
+    this.deps.metrics.checkpointsFailed.inc({ ...ref, kind: outcome.kind, cause: outcome.cause });
+    this.writeCheckpointStatus(job, recordFailed).catch((err: Error) =>
+      this.deps.log.warn({ err, key: jobKey(ref) }, "recording a failed checkpoint failed"),
+    );
     void this.event(
       job,
       "Warning",
@@ -331,6 +377,31 @@ export class JobCoordinators {
       this.deps.log.warn({ err, reason }, "recording an event failed");
     }
   }
+}
+
+type CheckpointRecord = NonNullable<CheckpointStatus["latestSavepoint"]>;
+
+/**
+ * The status fields after a completed checkpoint or savepoint, derived from what is stored: one
+ * more completed, and the record only if it is newer than the stored one (a stale writer's older
+ * checkpoint never replaces a newer one).
+ */
+export function recordCompleted(
+  stored: CheckpointStatus,
+  kind: "checkpoint" | "savepoint",
+  record: CheckpointRecord,
+): CheckpointStatus {
+  const counts = stored.checkpointCounts ?? { completed: 0, failed: 0 };
+  const status: CheckpointStatus = { checkpointCounts: { ...counts, completed: counts.completed + 1 } };
+  const field = kind === "savepoint" ? "latestSavepoint" : "latestCheckpoint";
+  if (record.id > (stored[field]?.id ?? 0)) status[field] = record;
+  return status;
+}
+
+/** The status fields after a failed checkpoint or savepoint, derived from what is stored. */
+export function recordFailed(stored: CheckpointStatus): CheckpointStatus {
+  const counts = stored.checkpointCounts ?? { completed: 0, failed: 0 };
+  return { checkpointCounts: { ...counts, failed: counts.failed + 1 } };
 }
 
 function formatBytes(bytes: number): string {

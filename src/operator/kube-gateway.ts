@@ -21,7 +21,7 @@ const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 export function isNotFound(err: unknown): boolean {
   return (err as { code?: number }).code === 404;
 }
-function isConflict(err: unknown): boolean {
+export function isConflict(err: unknown): boolean {
   return (err as { code?: number }).code === 409;
 }
 
@@ -44,8 +44,16 @@ export interface KubeGateway {
   applyPod(pod: V1Pod): Promise<void>;
   /** Deletes the pod if it is still the one observed (uid precondition); gone already is fine. */
   deletePod(namespace: string, name: string, uid?: string): Promise<void>;
-  /** Merge-patches status fields; returns false when the StreamJob no longer exists. */
-  patchStatus(namespace: string, name: string, status: Partial<StreamJobStatus>): Promise<boolean>;
+  /**
+   * Merge-patches status fields; returns false when the StreamJob no longer exists. With
+   * `resourceVersion` the write is conditional: a 409 (isConflict) when the StreamJob changed since.
+   */
+  patchStatus(
+    namespace: string,
+    name: string,
+    status: Partial<StreamJobStatus>,
+    resourceVersion?: string,
+  ): Promise<boolean>;
   /** Records an Event on the StreamJob; with `aggregate`, repeats of a reason update one Event. */
   recordEvent(event: EventInput, options?: { aggregate?: boolean }): Promise<void>;
   /** Forgets the event series of a deleted job. */
@@ -127,8 +135,17 @@ export class ClientNodeKubeGateway implements KubeGateway {
     }
   }
 
-  /** Merge-patches status fields; returns false when the StreamJob no longer exists. */
-  async patchStatus(namespace: string, name: string, status: Partial<StreamJobStatus>): Promise<boolean> {
+  /**
+   * Merge-patches status fields; returns false when the StreamJob no longer exists. With
+   * `resourceVersion` the write is conditional: it rejects with a 409 (isConflict) when the StreamJob
+   * changed since that version was read.
+   */
+  async patchStatus(
+    namespace: string,
+    name: string,
+    status: Partial<StreamJobStatus>,
+    resourceVersion?: string,
+  ): Promise<boolean> {
     try {
       await this.custom.patchNamespacedCustomObjectStatus(
         {
@@ -137,7 +154,7 @@ export class ClientNodeKubeGateway implements KubeGateway {
           namespace,
           plural: PLURAL,
           name,
-          body: { status },
+          body: resourceVersion === undefined ? { status } : { metadata: { resourceVersion }, status },
           fieldManager: FIELD_MANAGER,
         },
         mergePatch,

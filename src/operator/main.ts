@@ -7,6 +7,8 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { SecretStorageResolver } from "./checkpoint-storage.js";
 import { loadConfig } from "./config.js";
+import { HttpTaskManagerClient } from "../coordinator/http-task-manager-client.js";
+import { systemTimers } from "../coordinator/interfaces.js";
 import { Controller } from "./controller/controller.js";
 import { leaseApi, LeaderElector } from "./controller/leader-election.js";
 import { startOperatorServer } from "./http/server.js";
@@ -27,12 +29,16 @@ async function main(): Promise<void> {
   let controller: Controller | undefined = undefined;
   const enqueue = (key: string) => controller?.queue.add(key);
   const coordinators = new JobCoordinators({
-    patchStatus: (job, status) => gateway.patchStatus(job.namespace, job.name, status),
+    getStreamJob: (job) => gateway.getStreamJob(job.namespace, job.name),
+    patchStatus: (job, status, resourceVersion) =>
+      gateway.patchStatus(job.namespace, job.name, status, resourceVersion),
     recordEvent: (event, options) => gateway.recordEvent(event, options),
+    connect: (options) => new HttpTaskManagerClient(options),
     enqueue,
     metrics,
     log,
     now,
+    timers: systemTimers,
   });
   const reconciler = new Reconciler({
     gateway,

@@ -1,6 +1,7 @@
 // Prometheus metrics served at /metrics. Per-job series carry namespace and name; a deleted job's
 // series are removed so the registry does not grow with every job ever seen.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { CHECKPOINT_ABORT_CAUSES, isCheckpointFailure } from "../coordinator/abort-cause.js";
 
 export class OperatorMetrics {
   readonly registry = new Registry();
@@ -24,10 +25,11 @@ export class OperatorMetrics {
     labelNames: ["namespace", "name", "kind"] as const,
     registers: [this.registry],
   });
+  /** Aborts of a stopping coordinator (redeploy, upgrade, scale, suspend, restart) are no failure. */
   readonly checkpointsFailed = new Counter({
     name: "streamjob_checkpoints_failed_total",
-    help: "Checkpoints and savepoints aborted (declined, expired, or failed to commit)",
-    labelNames: ["namespace", "name", "kind"] as const,
+    help: "Checkpoints and savepoints that failed, by cause (declined, expired, task-unreachable, ...)",
+    labelNames: ["namespace", "name", "kind", "cause"] as const,
     registers: [this.registry],
   });
   readonly latestCheckpointId = new Gauge({
@@ -71,13 +73,14 @@ export class OperatorMetrics {
 
   /** Drops the series of a job that no longer exists. */
   forgetJob(namespace: string, name: string): void {
-    for (const metric of [
-      this.checkpointDuration,
-      this.checkpointSize,
-      this.checkpointsCompleted,
-      this.checkpointsFailed,
-    ]) {
-      for (const kind of ["checkpoint", "savepoint"]) metric.remove({ namespace, name, kind });
+    const kinds = ["checkpoint", "savepoint"];
+    for (const metric of [this.checkpointDuration, this.checkpointSize, this.checkpointsCompleted]) {
+      for (const kind of kinds) metric.remove({ namespace, name, kind });
+    }
+    for (const kind of kinds) {
+      for (const cause of CHECKPOINT_ABORT_CAUSES.filter(isCheckpointFailure)) {
+        this.checkpointsFailed.remove({ namespace, name, kind, cause });
+      }
     }
     this.latestCheckpointId.remove({ namespace, name });
     this.restarts.remove({ namespace, name });

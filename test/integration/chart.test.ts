@@ -257,7 +257,9 @@ describe("the chart, rendered by helm", () => {
     const [clusterRole, ...moreClusterRoles] = ofKind(objects, "ClusterRole");
     expect(moreClusterRoles).toEqual([]);
     expect(rulesOf(clusterRole!)).toEqual(OPERATOR_RULES);
-    expect(ofKind(objects, "Role")).toEqual([]);
+    // The only Role is the Lease's (leader election is on by default).
+    expect(ofKind(objects, "Role")).toEqual(leaderElectionRoles(objects));
+    expect(leaderElectionRoles(objects)).toHaveLength(1);
     expect(ofKind(objects, "ClusterRoleBinding")).toEqual([
       expect.objectContaining({
         roleRef: {
@@ -277,10 +279,14 @@ describe("the chart, rendered by helm", () => {
     const objects = render({ watchNamespaces: ["a", "b"] });
     expect(ofKind(objects, "ClusterRole")).toEqual([]);
     expect(ofKind(objects, "ClusterRoleBinding")).toEqual([]);
-    const roles = ofKind(objects, "Role");
+    const leaseRoles = leaderElectionRoles(objects);
+    const roles = ofKind(objects, "Role").filter((role) => !leaseRoles.includes(role));
     expect(roles.map((r) => r.metadata.namespace).sort()).toEqual(["a", "b"]);
     for (const role of roles) expect(rulesOf(role)).toEqual(OPERATOR_RULES);
-    const bindings = ofKind(objects, "RoleBinding");
+    const bindings = ofKind(objects, "RoleBinding").filter(
+      (binding) =>
+        !leaseRoles.some((role) => role.metadata.name === (binding.roleRef as { name: string }).name),
+    );
     expect(bindings.map((b) => b.metadata.namespace).sort()).toEqual(["a", "b"]);
     for (const binding of bindings) {
       expect(binding).toMatchObject({
@@ -292,10 +298,10 @@ describe("the chart, rendered by helm", () => {
   });
 
   test.each([
-    ["one replica, auto", {}, false],
-    ["two replicas, auto", { replicas: 2 }, true],
-    ["one replica, forced on", { leaderElection: { enabled: true } }, true],
-    ["one replica, forced off", { leaderElection: { enabled: false } }, false],
+    // On by default for every replica count: a deleted pod's process can outlive its replacement's start.
+    ["one replica, default", {}, true],
+    ["two replicas, default", { replicas: 2 }, true],
+    ["one replica, turned off", { leaderElection: { enabled: false } }, false],
     ["watched namespaces, two replicas", { replicas: 2, watchNamespaces: ["a"] }, true],
   ])("leader election (%s): Lease Role in the release namespace iff on", (_, values, on) => {
     const objects = render(values);
@@ -367,7 +373,7 @@ describe("the chart, rendered by helm", () => {
       NODE_OPTIONS: "--max-semi-space-size=2",
       MALLOC_ARENA_MAX: "2",
       STREAMJOB_WATCH_NAMESPACES: "",
-      STREAMJOB_LEADER_ELECT: "false",
+      STREAMJOB_LEADER_ELECT: "true",
       STREAMJOB_LEADER_ELECTION_NAMESPACE: RELEASE_NAMESPACE,
       STREAMJOB_LEADER_ELECTION_ID: "streamjob-operator",
       STREAMJOB_HTTP_PORT: "8080",
@@ -443,8 +449,8 @@ describe("the chart, rendered by helm", () => {
     ["an unknown key", { colour: "red" }, ["'colour' not allowed"]],
     ["an unknown log level", { logLevel: "loud" }, ["/logLevel", "'info'"]],
     [
-      "leaderElection.enabled neither auto nor a boolean",
-      { leaderElection: { enabled: "yes" } },
+      "leaderElection.enabled not a boolean (auto is gone: it is on unless turned off)",
+      { leaderElection: { enabled: "auto" } },
       ["/leaderElection/enabled"],
     ],
     [

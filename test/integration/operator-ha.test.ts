@@ -2,6 +2,7 @@
 // when it goes, the standby takes over the running job without restarting it.
 import path from "node:path";
 import { CoordinationV1Api } from "@kubernetes/client-node";
+import { operatorUrl } from "../support/operator-release.js";
 import { clients, kubectl, repoRoot, waitFor } from "./support/cluster.js";
 import { installOperator, type InstalledOperator } from "./support/operator.js";
 import { getStreamJob, installCrd, jobNamespace } from "./support/streamjobs.js";
@@ -24,7 +25,7 @@ async function operatorPods(): Promise<{ name: string; ip: string }[]> {
 }
 
 async function gauge(ip: string, metric: string): Promise<number> {
-  const text = await (await fetch(`http://${ip}:8080/metrics`)).text();
+  const text = await (await fetch(operatorUrl(ip, "/metrics"))).text();
   const line = text.split("\n").find((l) => l.startsWith(`${metric} `));
   return Number(line?.split(" ")[1] ?? NaN);
 }

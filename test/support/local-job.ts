@@ -18,7 +18,7 @@ import {
 import { CheckpointIdCounter } from "../../src/coordinator/checkpoint-id-counter.js";
 import { latestCompletedCheckpoint } from "../../src/coordinator/completed-checkpoints.js";
 import { HttpTaskManagerClient } from "../../src/coordinator/http-task-manager-client.js";
-import type { TaskManagerClient } from "../../src/coordinator/interfaces.js";
+import { systemTimers, type TaskManagerClient } from "../../src/coordinator/interfaces.js";
 import type { SchedulerPolicy } from "../../src/coordinator/scheduler.js";
 import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
 import { ObjectSnapshotStore } from "../../src/storage/snapshot-store.js";
@@ -156,6 +156,7 @@ export class LocalJob {
       store: this.snapshots,
       ids: this.ids,
       clock: { now: () => Date.now() },
+      timers: systemTimers,
       log: pino({ level: "silent" }),
       latestCompletedId: deployment.restoreFrom?.checkpointId ?? null,
       events: {

@@ -53,19 +53,15 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/*
-"true" when the operator elects a leader: leaderElection.enabled if true or false, else (auto)
-whether replicas > 1. More than one replica without leader election is refused.
+"true" when the operator elects a leader (leaderElection.enabled). More than one replica without
+leader election is refused.
 */}}
 {{- define "streamjob-operator.leaderElection" -}}
 {{- $enabled := .Values.leaderElection.enabled }}
-{{- if kindIs "bool" $enabled }}
 {{- if and (not $enabled) (gt (int .Values.replicas) 1) }}
 {{- fail (printf "replicas: %d needs leader election, but leaderElection.enabled is false: two operators would run every job twice" (int .Values.replicas)) }}
 {{- end }}
 {{- ternary "true" "false" $enabled }}
-{{- else }}
-{{- ternary "true" "false" (gt (int .Values.replicas) 1) }}
-{{- end }}
 {{- end }}
 
 {{/* The Lease the operators elect a leader with, in the release namespace. */}}

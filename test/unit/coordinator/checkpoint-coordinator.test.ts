@@ -1,21 +1,31 @@
 // The coordinator loop with fake TaskManagers and an in-memory object store: the commit order,
-// aborts, failure handling and retention, with real timers kept short.
+// aborts and their causes, failure handling, prompt stops and retention, with real timers kept short
+// (or a fake clock whose timers the test fires).
 import { pino } from "pino";
 import { manifestKey } from "../../../src/api/object-layout.js";
 import {
   CheckpointCoordinator,
+  type CheckpointOutcome,
   type CompletedCheckpoint,
 } from "../../../src/coordinator/checkpoint-coordinator.js";
 import { CheckpointIdCounter } from "../../../src/coordinator/checkpoint-id-counter.js";
 import { latestCompletedCheckpoint } from "../../../src/coordinator/completed-checkpoints.js";
-import type { SnapshotStore } from "../../../src/coordinator/interfaces.js";
+import {
+  systemTimers,
+  type Clock,
+  type SnapshotStore,
+  type Timers,
+} from "../../../src/coordinator/interfaces.js";
 import { MemoryObjectStore } from "../../../src/storage/memory-object-store.js";
 import { ObjectSnapshotStore } from "../../../src/storage/snapshot-store.js";
+import { FakeClock } from "../support/fake-clock.js";
 import { FakeTaskManager } from "../support/fake-task-managers.js";
+import { waitUntil } from "../support/wait.js";
 
 const job = { namespace: "default", name: "orders" };
 const storage = { bucket: "streamjob", basePrefix: "checkpoints" };
-const clock = { now: () => Date.now() };
+const realTime: Clock & Timers = { now: () => Date.now(), ...systemTimers };
+type Aborted = Extract<CheckpointOutcome, { state: "aborted" }>;
 
 interface Setup {
   coordinator: CheckpointCoordinator;
@@ -24,6 +34,7 @@ interface Setup {
   store: SnapshotStore;
   journal: string[];
   completed: CompletedCheckpoint[];
+  aborted: Aborted[];
   restarts: string[];
 }
 
@@ -37,17 +48,24 @@ function setup(
     storedIds?: number[];
     leftoverIds?: number[];
     objects?: MemoryObjectStore;
+    /** Wraps the snapshot store, e.g. to make the manifest PUT fail. */
+    wrapStore?: (store: SnapshotStore) => SnapshotStore;
+    time?: Clock & Timers;
+    timeoutMs?: number;
   } = {},
 ): Setup {
   const parallelism = options.parallelism ?? 3;
   const objects = options.objects ?? new MemoryObjectStore(storage.bucket);
-  const store = new ObjectSnapshotStore(objects, storage.basePrefix);
+  const snapshots = new ObjectSnapshotStore(objects, storage.basePrefix);
+  const store = options.wrapStore?.(snapshots) ?? snapshots;
+  const time = options.time ?? realTime;
   const journal: string[] = [];
   const tasks = Array.from(
     { length: parallelism },
     (_, i) => new FakeTaskManager(i, parallelism, 12, objects, journal),
   );
   const completed: CompletedCheckpoint[] = [];
+  const aborted: Aborted[] = [];
   const restarts: string[] = [];
   const coordinator = new CheckpointCoordinator({
     job,
@@ -55,14 +73,15 @@ function setup(
     parallelism,
     maxParallelism: 12,
     storage,
-    policy: { intervalMs: 20, timeoutMs: 300, minPauseMs: 0, maxConcurrent: 1 },
+    policy: { intervalMs: 20, timeoutMs: options.timeoutMs ?? 300, minPauseMs: 0, maxConcurrent: 1 },
     retained: options.retained ?? 2,
     tolerableFailures: options.tolerableFailures ?? 0,
     tasks,
     store,
     ids: CheckpointIdCounter.resume(null, options.storedIds ?? []),
     ...(options.leftoverIds && { leftoverIds: options.leftoverIds }),
-    clock,
+    clock: time,
+    timers: time,
     log: pino({ level: "silent" }),
     pollWaitMs: 100,
     events: {
@@ -71,10 +90,11 @@ function setup(
         await options.onCompleted?.();
         completed.push(checkpoint);
       },
+      onAborted: (outcome) => aborted.push(outcome),
       onRestartRequested: (reason) => restarts.push(reason),
     },
   });
-  return { coordinator, tasks, objects, store, journal, completed, restarts };
+  return { coordinator, tasks, objects, store, journal, completed, aborted, restarts };
 }
 
 const key = (id: number) => manifestKey({ ...storage, ...job, kind: "checkpoint", checkpointId: id });
@@ -102,18 +122,47 @@ test("a checkpoint commits its manifest, is recorded, and only then are the task
 });
 
 test.each([
-  ["declines", "decline", "task 1 declined checkpoint 1: state backend full"],
-  ["cannot be reached while uploading", "unreachable", "task 1 failed during checkpoint 1: socket hang up"],
-  ["cannot be triggered", "unreachable-on-trigger", "triggering task 1 failed: connect ECONNREFUSED"],
-  ["never answers", "hang", "task(s) 1 did not acknowledge in time"],
+  ["declines", "decline", "declined", "task 1 declined checkpoint 1: state backend full"],
+  [
+    "cannot be reached while uploading",
+    "unreachable",
+    "task-unreachable",
+    "task 1 failed during checkpoint 1: socket hang up",
+  ],
+  [
+    "cannot be triggered",
+    "unreachable-on-trigger",
+    "task-unreachable",
+    "triggering task 1 failed: connect ECONNREFUSED",
+  ],
+  [
+    "answers the trigger with an error",
+    "error-on-trigger",
+    "task-error",
+    "triggering task 1 failed: answered 409",
+  ],
+  ["never answers", "hang", "expired", "task(s) 1 did not acknowledge in time"],
+  [
+    "acknowledges for another epoch",
+    "ack-wrong-epoch",
+    "invalid-ack",
+    "unexpected epoch 2 from task 1: checkpoint 1 belongs to epoch 1",
+  ],
+  [
+    "sends an answer the coordinator trips over",
+    "ack-malformed",
+    "coordinator-error",
+    "collecting task 1's answer failed:",
+  ],
 ] as const)(
-  "a task that %s aborts the checkpoint: no manifest, every task told to abort",
-  async (_what, behaviour, reason) => {
-    const { coordinator, tasks, store, completed } = setup();
+  "a task that %s aborts the checkpoint with its cause: no manifest, every task told to abort",
+  async (_what, behaviour, cause, reason) => {
+    const { coordinator, tasks, store, completed, aborted } = setup();
     tasks[1]!.behaviour = behaviour;
     const outcome = await coordinator.triggerCheckpoint();
-    expect(outcome.state).toBe("aborted");
+    expect(outcome).toMatchObject({ state: "aborted", cause });
     expect(outcome.state === "aborted" && outcome.reason).toContain(reason);
+    expect(aborted).toEqual([outcome]);
     expect(await store.getManifest(key(1))).toBeNull();
     expect(completed).toHaveLength(0);
     for (const task of tasks) expect(task.calls).toContain("abort 1");
@@ -203,4 +252,91 @@ test("a manifest whose part disappeared is passed over for restore, with the rea
   const { latest, skipped } = await latestCompletedCheckpoint(store, job);
   expect(latest?.checkpointId).toBe(1);
   expect(skipped).toEqual([{ checkpointId: 2, reason: `part ${manifest!.parts[0]!.key} is missing` }]);
+});
+
+test("a manifest PUT that fails and left no manifest aborts with manifest-write-failed", async () => {
+  const { coordinator, tasks, store } = setup({
+    wrapStore: (inner) => ({
+      putManifest: () => Promise.reject(new Error("503 SlowDown")),
+      getManifest: (key) => inner.getManifest(key),
+      listCheckpoints: (j) => inner.listCheckpoints(j),
+      deleteObjects: (keys) => inner.deleteObjects(keys),
+      statObject: (key) => inner.statObject(key),
+    }),
+  });
+  const outcome = await coordinator.triggerCheckpoint();
+  expect(outcome).toMatchObject({ state: "aborted", cause: "manifest-write-failed" });
+  expect(outcome.state === "aborted" && outcome.reason).toContain("503 SlowDown");
+  expect(await store.getManifest(key(1))).toBeNull();
+  for (const task of tasks) expect(task.calls).not.toContain("complete 1");
+});
+
+test("a checkpoint expires when the injected clock passes its deadline", async () => {
+  const time = new FakeClock();
+  const { coordinator, tasks } = setup({ time, timeoutMs: 60_000 });
+  tasks[2]!.behaviour = "hang";
+  const taken = coordinator.triggerCheckpoint();
+  await waitUntil(() => tasks[2]!.calls.includes("result 1"));
+  time.advance(59_999);
+  await new Promise((r) => setTimeout(r, 20));
+  expect(tasks[0]!.calls).not.toContain("abort 1");
+  time.advance(1);
+  expect(await taken).toMatchObject({ state: "aborted", cause: "expired" });
+});
+
+test("stopping cuts a pending checkpoint short: coordinator-stopped, no failure counted, no restart", async () => {
+  const { coordinator, tasks, aborted, restarts } = setup({ tolerableFailures: 0 });
+  tasks[1]!.behaviour = "hang";
+  const taken = coordinator.triggerCheckpoint();
+  await waitUntil(() => tasks[1]!.calls.includes("result 1"));
+  await coordinator.stop("the StreamJob is being upgraded");
+  expect(await taken).toMatchObject({
+    state: "aborted",
+    cause: "coordinator-stopped",
+    reason: "the StreamJob is being upgraded",
+  });
+  expect(aborted.map((a) => a.cause)).toEqual(["coordinator-stopped"]);
+  expect(restarts).toEqual([]);
+});
+
+test("after stop(), the coordinator takes snapshots and starts again with calls no longer cancelled", async () => {
+  const { coordinator, tasks, completed } = setup();
+  tasks[1]!.behaviour = "hang-until-cancelled";
+  const cut = coordinator.triggerCheckpoint();
+  await waitUntil(() => tasks[1]!.calls.includes("result 1"));
+  await coordinator.stop();
+  expect(await cut).toMatchObject({ state: "aborted", cause: "coordinator-stopped" });
+
+  tasks[1]!.behaviour = "ack";
+  expect(await coordinator.triggerSavepoint()).toMatchObject({ state: "completed" });
+  coordinator.start();
+  await waitUntil(() => completed.length >= 3);
+  await coordinator.stop();
+  for (const task of tasks) expect(task.calls).toContain("complete 3");
+});
+
+test("stop() is prompt while a long poll hangs: the call is cancelled, the tasks are not waited for", async () => {
+  const { coordinator, tasks } = setup({ timeoutMs: 60_000 });
+  tasks[1]!.behaviour = "hang-until-cancelled";
+  const taken = coordinator.triggerCheckpoint();
+  await waitUntil(() => tasks[1]!.calls.includes("result 1"));
+  const started = performance.now();
+  await coordinator.stop();
+  expect(performance.now() - started).toBeLessThan(1_000);
+  expect(await taken).toMatchObject({ state: "aborted", cause: "coordinator-stopped" });
+  // A stopped coordinator sends nothing more: no abort messages that a dead TaskManager would hold up.
+  for (const task of tasks) expect(task.calls).not.toContain("abort 1");
+});
+
+test("stop() is prompt while notify-complete hangs on a dead TaskManager", async () => {
+  const { coordinator, tasks, completed } = setup();
+  tasks[0]!.notifyHangs = true;
+  const taken = coordinator.triggerCheckpoint();
+  await waitUntil(() => tasks[0]!.calls.includes("complete 1"));
+  const started = performance.now();
+  await coordinator.stop();
+  expect(performance.now() - started).toBeLessThan(1_000);
+  // The checkpoint was committed and recorded before the stop: it stays completed.
+  expect(await taken).toMatchObject({ state: "completed", checkpoint: { checkpointId: 1 } });
+  expect(completed.map((c) => c.checkpointId)).toEqual([1]);
 });

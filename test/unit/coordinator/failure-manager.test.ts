@@ -1,14 +1,15 @@
 import type { CheckpointKind } from "../../../src/api/object-layout.js";
+import { CHECKPOINT_ABORT_CAUSES, type CheckpointAbortCause } from "../../../src/coordinator/abort-cause.js";
 import { CheckpointFailureManager } from "../../../src/coordinator/failure-manager.js";
 
-type Event = ["failed", number, CheckpointKind?] | ["completed", number];
+type Event = ["failed", number, CheckpointKind?, CheckpointAbortCause?] | ["completed", number];
 
 function replay(tolerableFailures: number, events: Event[]): Array<[number, boolean]> {
   const manager = new CheckpointFailureManager(tolerableFailures);
   return events.map((event) => {
     const decision =
       event[0] === "failed"
-        ? manager.onCheckpointFailed(event[1], event[2] ?? "checkpoint")
+        ? manager.onCheckpointFailed(event[1], event[2] ?? "checkpoint", event[3] ?? "declined")
         : manager.onCheckpointCompleted(event[1]);
     return [decision.consecutiveFailures, decision.restartJob];
   });
@@ -97,9 +98,30 @@ describe("CheckpointFailureManager", () => {
         [0, false],
       ],
     ],
+    [
+      "does not count checkpoints cut short by a stopping coordinator",
+      0,
+      [
+        ["failed", 3, "checkpoint", "coordinator-stopped"],
+        ["failed", 4, "checkpoint", "coordinator-stopped"],
+        ["failed", 5, "checkpoint", "expired"],
+      ],
+      [
+        [0, false],
+        [0, false],
+        [1, true],
+      ],
+    ],
   ])("%s", (_, tolerable, events, decisions) => {
     expect(replay(tolerable, events)).toEqual(decisions);
   });
+
+  it.each(CHECKPOINT_ABORT_CAUSES.filter((cause) => cause !== "coordinator-stopped"))(
+    "counts an abort with cause %s as a failure",
+    (cause) => {
+      expect(replay(0, [["failed", 1, "checkpoint", cause]])).toEqual([[1, true]]);
+    },
+  );
 
   it.each([-1, 1.5, Number.NaN])("rejects tolerableFailures %p", (tolerable) => {
     expect(() => new CheckpointFailureManager(tolerable)).toThrow(

@@ -88,6 +88,7 @@ describe("PendingCheckpoint", () => {
       const outcome = checkpoint.acknowledge(ackFor(checkpoint, 0));
       expect(outcome.kind).toBe("late");
       expect(checkpoint.state).toBe("aborted");
+      expect(checkpoint.abortCause).toBe("declined");
       expect(checkpoint.abortReason).toBe("task 1 declined checkpoint 7: upload failed");
     });
 
@@ -139,6 +140,7 @@ describe("PendingCheckpoint", () => {
       const reason = `task 1 sent an invalid ack for checkpoint 7: ${problem}`;
       expect(checkpoint.acknowledge(ackFor(checkpoint, 1, overrides))).toEqual({ kind: "invalid", reason });
       expect(checkpoint.state).toBe("aborted");
+      expect(checkpoint.abortCause).toBe("invalid-ack");
       expect(checkpoint.abortReason).toBe(reason);
     });
 
@@ -193,6 +195,7 @@ describe("PendingCheckpoint", () => {
       clock.advance(60_000);
       expect(checkpoint.expireIfDue()).toBe(true);
       expect(checkpoint.state).toBe("aborted");
+      expect(checkpoint.abortCause).toBe("expired");
       expect(checkpoint.abortReason).toBe(
         "checkpoint 7 expired at its deadline (2025-01-01T00:01:00.000Z): task(s) 0, 2 did not acknowledge in time",
       );
@@ -279,16 +282,25 @@ describe("PendingCheckpoint", () => {
 
     it("can be aborted while committing (manifest PUT known to have failed), never after completion", () => {
       ackAll(checkpoint, clock);
-      expect(checkpoint.abort("manifest PUT failed: 503")).toBe(true);
+      expect(checkpoint.abort("manifest-write-failed", "manifest PUT failed: 503")).toBe(true);
       expect(checkpoint.state).toBe("aborted");
+      expect(checkpoint.abortCause).toBe("manifest-write-failed");
       expect(() => checkpoint.manifest()).toThrow("checkpoint 7 is aborted");
 
       const other = pendingCheckpoint(clock);
       ackAll(other, clock);
       other.markCompleted();
-      expect(other.abort("job restarting")).toBe(false);
+      expect(other.abort("coordinator-stopped", "job restarting")).toBe(false);
       expect(other.state).toBe("completed");
       expect(other.abortReason).toBeNull();
+      expect(other.abortCause).toBeNull();
+    });
+
+    it("keeps the first cause when aborted again", () => {
+      checkpoint.decline(declineFor(checkpoint, 1, "upload failed"));
+      expect(checkpoint.abort("coordinator-stopped", "the coordinator stopped")).toBe(false);
+      expect(checkpoint.abortCause).toBe("declined");
+      expect(checkpoint.abortReason).toBe("task 1 declined checkpoint 7: upload failed");
     });
   });
 

@@ -8,13 +8,37 @@ import type {
   TaskManagerStatus,
   TriggerCheckpointRequest,
 } from "../../../src/api/protocol.js";
-import type { TaskManagerClient } from "../../../src/coordinator/interfaces.js";
+import { TaskManagerCallError, type TaskManagerClient } from "../../../src/coordinator/interfaces.js";
 import type { ObjectStore } from "../../../src/storage/object-store.js";
 
-export type Behaviour = "ack" | "decline" | "hang" | "unreachable" | "unreachable-on-trigger";
+export type Behaviour =
+  | "ack"
+  | "decline"
+  | "hang"
+  /** The long poll only ends when the caller cancels it (a TaskManager that stopped answering). */
+  | "hang-until-cancelled"
+  | "unreachable"
+  | "unreachable-on-trigger"
+  /** Answers the trigger with 409. */
+  | "error-on-trigger"
+  /** Acknowledges for the next epoch. */
+  | "ack-wrong-epoch"
+  /** Answers with an ack that has no parts list (what zod keeps out of the real client). */
+  | "ack-malformed";
+
+/** Resolves never; rejects when `signal` aborts, as a cancelled fetch does. */
+function untilCancelled(signal: AbortSignal | undefined, what: string): Promise<never> {
+  return new Promise((_, reject) =>
+    signal?.addEventListener("abort", () => reject(new TaskManagerCallError(`${what} cancelled`)), {
+      once: true,
+    }),
+  );
+}
 
 export class FakeTaskManager implements TaskManagerClient {
   behaviour: Behaviour = "ack";
+  /** notify-complete only ends when the caller cancels it (a dead TaskManager). */
+  notifyHangs = false;
   readonly calls: string[] = [];
   private readonly results = new Map<number, Promise<CheckpointResult>>();
 
@@ -35,6 +59,12 @@ export class FakeTaskManager implements TaskManagerClient {
   async trigger(request: TriggerCheckpointRequest): Promise<void> {
     this.record(`trigger ${request.checkpointId}`);
     if (this.behaviour === "unreachable-on-trigger") throw new Error("connect ECONNREFUSED");
+    if (this.behaviour === "error-on-trigger") {
+      throw new TaskManagerCallError(
+        "answered 409: checkpoint 1 is older than checkpoint 9 already taken",
+        409,
+      );
+    }
     this.results.set(request.checkpointId, this.snapshot(request));
   }
 
@@ -48,11 +78,17 @@ export class FakeTaskManager implements TaskManagerClient {
     const range = keyGroupRangeForTask(this.maxParallelism, this.parallelism, taskIndex);
     const key = `${request.storage.keyPrefix}kg-${range.start}-${range.end}`;
     const written = await this.store.put(key, Buffer.from(`state of task ${taskIndex} at ${checkpointId}`));
+    if (this.behaviour === "ack-malformed") {
+      return {
+        state: "acknowledged",
+        ack: { checkpointId, epoch, taskIndex },
+      } as unknown as CheckpointResult;
+    }
     return {
       state: "acknowledged",
       ack: {
         checkpointId,
-        epoch,
+        epoch: this.behaviour === "ack-wrong-epoch" ? epoch + 1 : epoch,
         taskIndex,
         parts: [{ key, sizeBytes: written.sizeBytes, sha256: written.sha256, keyGroupRange: range }],
         sourceOffsets: { [`partition-${taskIndex}`]: checkpointId * 10 },
@@ -62,9 +98,15 @@ export class FakeTaskManager implements TaskManagerClient {
     };
   }
 
-  async result(checkpointId: number, _epoch: number, waitMs: number): Promise<CheckpointResult> {
+  async result(
+    checkpointId: number,
+    _epoch: number,
+    waitMs: number,
+    signal?: AbortSignal,
+  ): Promise<CheckpointResult> {
     this.record(`result ${checkpointId}`);
     if (this.behaviour === "unreachable") throw new Error("socket hang up");
+    if (this.behaviour === "hang-until-cancelled") return untilCancelled(signal, `result ${checkpointId}`);
     const result = await this.results.get(checkpointId);
     if (!result) throw new Error(`404 unknown checkpoint ${checkpointId}`);
     // A task still working holds the long poll for its whole wait.
@@ -72,8 +114,9 @@ export class FakeTaskManager implements TaskManagerClient {
     return result;
   }
 
-  async notifyComplete(request: NotifyCompleteRequest): Promise<void> {
+  async notifyComplete(request: NotifyCompleteRequest, signal?: AbortSignal): Promise<void> {
     this.record(`complete ${request.checkpointId}`);
+    if (this.notifyHangs) await untilCancelled(signal, `complete ${request.checkpointId}`);
   }
 
   async abort(request: AbortCheckpointRequest): Promise<void> {
