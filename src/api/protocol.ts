@@ -49,8 +49,17 @@ const ObjectKey = z
   .min(1)
   .max(1024)
   .refine((key) => !key.startsWith("/"), "must not start with /");
+/** A "directory" of keys: every key under it starts with it. */
+const KeyPrefix = ObjectKey.refine((prefix) => prefix.endsWith("/"), "must end with /");
 const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex digits (sha256)");
-const DurationMs = z.number().nonnegative();
+/** A duration in whole milliseconds: every time on the wire is an integer (docs/protocol.md, "Terms"). */
+const DurationMs = z.int().nonnegative();
+/**
+ * What a receiver accepts where v1 peers written before that rule was enforced sent fractions (the
+ * reference TaskManager sent `performance.now()` differences): a non-negative number, rounded to the
+ * nearest millisecond. Only for `syncDurationMs`/`asyncDurationMs` in acks and stored manifests.
+ */
+const ReceivedDurationMs = z.number().nonnegative().transform(Math.round);
 const Reason = z.string().min(1).max(4096);
 
 /** Source partition id → next offset to read after restoring this checkpoint. */
@@ -68,7 +77,7 @@ export const TriggerCheckpointRequest = z.object({
   storage: z.object({
     bucket: Bucket,
     /** Every part this task writes for this checkpoint must have a key starting with this prefix. */
-    keyPrefix: ObjectKey.refine((prefix) => prefix.endsWith("/"), "must end with /"),
+    keyPrefix: KeyPrefix,
   }),
   /** After this instant the coordinator treats the checkpoint as expired; the task may give up. */
   deadline: EpochMillis,
@@ -135,17 +144,22 @@ export const CheckpointPart = z.object({
 });
 export type CheckpointPart = z.infer<typeof CheckpointPart>;
 
-export const CheckpointAck = z.object({
-  checkpointId: CheckpointId,
-  epoch: Epoch,
-  taskIndex: TaskIndex,
-  parts: z.array(CheckpointPart),
-  sourceOffsets: SourceOffsets,
-  /** Time processing was stopped to take the consistent cut. */
-  syncDurationMs: DurationMs,
-  /** Time spent uploading after processing resumed. */
-  asyncDurationMs: DurationMs,
-});
+function checkpointAck(duration: typeof DurationMs | typeof ReceivedDurationMs) {
+  return z.object({
+    checkpointId: CheckpointId,
+    epoch: Epoch,
+    taskIndex: TaskIndex,
+    parts: z.array(CheckpointPart),
+    sourceOffsets: SourceOffsets,
+    /** Time processing was stopped to take the consistent cut. */
+    syncDurationMs: duration,
+    /** Time spent uploading after processing resumed. */
+    asyncDurationMs: duration,
+  });
+}
+
+/** What a TaskManager sends: durations in whole milliseconds. */
+export const CheckpointAck = checkpointAck(DurationMs);
 export type CheckpointAck = z.infer<typeof CheckpointAck>;
 
 export const CheckpointDecline = z.object({
@@ -156,18 +170,31 @@ export const CheckpointDecline = z.object({
 });
 export type CheckpointDecline = z.infer<typeof CheckpointDecline>;
 
-/** A task's answer for one checkpoint: still working, acknowledged, or declined. */
-export const CheckpointResult = z.discriminatedUnion("state", [
-  z.object({
-    state: z.literal("in_progress"),
-    checkpointId: CheckpointId,
-    epoch: Epoch,
-    taskIndex: TaskIndex,
-  }),
-  z.object({ state: z.literal("acknowledged"), ack: CheckpointAck }),
-  z.object({ state: z.literal("declined"), decline: CheckpointDecline }),
-]);
+function checkpointResult(ack: typeof CheckpointAck | typeof ReceivedCheckpointAck) {
+  return z.discriminatedUnion("state", [
+    z.object({
+      state: z.literal("in_progress"),
+      checkpointId: CheckpointId,
+      epoch: Epoch,
+      taskIndex: TaskIndex,
+    }),
+    z.object({ state: z.literal("acknowledged"), ack }),
+    z.object({ state: z.literal("declined"), decline: CheckpointDecline }),
+  ]);
+}
+
+const ReceivedCheckpointAck = checkpointAck(ReceivedDurationMs);
+
+/** A task's answer for one checkpoint: still working, acknowledged, or declined. What a TaskManager sends. */
+export const CheckpointResult = checkpointResult(CheckpointAck);
 export type CheckpointResult = z.infer<typeof CheckpointResult>;
+
+/**
+ * How the coordinator reads a task's answer: as CheckpointResult, but fractional durations from
+ * TaskManagers that predate the integer rule are rounded instead of failing every checkpoint (a job's
+ * TaskManager image is its own and outlives operator upgrades).
+ */
+export const ReceivedCheckpointResult = checkpointResult(ReceivedCheckpointAck);
 
 /** GET /v1/status */
 export const TaskManagerStatus = z.object({
@@ -216,6 +243,12 @@ export const TaskManagerConfig = z
     }),
     /** Absent on a fresh start; otherwise the completed checkpoint or savepoint to restore from. */
     restoreFrom: z.object({ checkpointId: CheckpointId, bucket: Bucket, manifestKey: ObjectKey }).optional(),
+    /**
+     * Where the two-phase-commit sink keeps the job's output: objects under `<keyPrefix>output/`
+     * (docs/protocol.md, "Sink output"). Optional within v1: when absent, the bucket and job directory
+     * of the triggers' `storage.keyPrefix` and of `restoreFrom.manifestKey` are used, as before.
+     */
+    output: z.object({ bucket: Bucket, keyPrefix: KeyPrefix }).optional(),
   })
   .superRefine((config, ctx) => {
     if (config.parallelism > config.maxParallelism) {
@@ -239,88 +272,99 @@ export type TaskManagerConfig = z.infer<typeof TaskManagerConfig>;
 
 export const MANIFEST_VERSION = 1;
 
-/** `_metadata`: written once, in one PUT, after every task acknowledged. Its existence is the commit. */
-export const CheckpointManifest = z
-  .object({
-    manifestVersion: z.literal(MANIFEST_VERSION),
-    checkpointId: CheckpointId,
-    kind: CheckpointKind,
-    job: JobRef,
-    epoch: Epoch,
-    parallelism: z.int().positive(),
-    maxParallelism: MaxParallelism,
-    triggeredAt: EpochMillis,
-    /** When the last task acknowledged (the manifest is written right after). */
-    completedAt: EpochMillis,
-    tasks: z.array(
-      z.object({
-        taskIndex: TaskIndex,
-        keyGroupRange: KeyGroupRangeSchema,
-        syncDurationMs: DurationMs,
-        asyncDurationMs: DurationMs,
-      }),
-    ),
-    parts: z.array(CheckpointPart.extend({ taskIndex: TaskIndex })),
-    /** Union of every task's offsets: each source partition is read by exactly one task. */
-    sourceOffsets: SourceOffsets,
-  })
-  .superRefine((manifest, ctx) => {
-    if (manifest.parallelism > manifest.maxParallelism) {
-      ctx.addIssue({ code: "custom", path: ["parallelism"], message: "must not exceed maxParallelism" });
-      return;
-    }
-    if (manifest.completedAt < manifest.triggeredAt) {
-      ctx.addIssue({ code: "custom", path: ["completedAt"], message: "must not be before triggeredAt" });
-    }
-    const taskRanges = new Map<number, KeyGroupRange>();
-    manifest.tasks.forEach((task, i) => {
-      if (task.taskIndex >= manifest.parallelism || taskRanges.has(task.taskIndex)) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["tasks", i, "taskIndex"],
-          message: "must be a distinct task index below parallelism",
-        });
+function checkpointManifest(duration: typeof DurationMs | typeof ReceivedDurationMs) {
+  return z
+    .object({
+      manifestVersion: z.literal(MANIFEST_VERSION),
+      checkpointId: CheckpointId,
+      kind: CheckpointKind,
+      job: JobRef,
+      epoch: Epoch,
+      parallelism: z.int().positive(),
+      maxParallelism: MaxParallelism,
+      triggeredAt: EpochMillis,
+      /** When the last task acknowledged (the manifest is written right after). */
+      completedAt: EpochMillis,
+      tasks: z.array(
+        z.object({
+          taskIndex: TaskIndex,
+          keyGroupRange: KeyGroupRangeSchema,
+          syncDurationMs: duration,
+          asyncDurationMs: duration,
+        }),
+      ),
+      parts: z.array(CheckpointPart.extend({ taskIndex: TaskIndex })),
+      /** Union of every task's offsets: each source partition is read by exactly one task. */
+      sourceOffsets: SourceOffsets,
+    })
+    .superRefine((manifest, ctx) => {
+      if (manifest.parallelism > manifest.maxParallelism) {
+        ctx.addIssue({ code: "custom", path: ["parallelism"], message: "must not exceed maxParallelism" });
         return;
       }
-      const owned = keyGroupRangeForTask(manifest.maxParallelism, manifest.parallelism, task.taskIndex);
-      if (owned.start !== task.keyGroupRange.start || owned.end !== task.keyGroupRange.end) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["tasks", i, "keyGroupRange"],
-          message: `expected {start: ${owned.start}, end: ${owned.end}}`,
-        });
+      if (manifest.completedAt < manifest.triggeredAt) {
+        ctx.addIssue({ code: "custom", path: ["completedAt"], message: "must not be before triggeredAt" });
       }
-      taskRanges.set(task.taskIndex, owned);
-    });
-    if (taskRanges.size !== manifest.parallelism) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["tasks"],
-        message: `expected one entry per task (${manifest.parallelism})`,
+      const taskRanges = new Map<number, KeyGroupRange>();
+      manifest.tasks.forEach((task, i) => {
+        if (task.taskIndex >= manifest.parallelism || taskRanges.has(task.taskIndex)) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["tasks", i, "taskIndex"],
+            message: "must be a distinct task index below parallelism",
+          });
+          return;
+        }
+        const owned = keyGroupRangeForTask(manifest.maxParallelism, manifest.parallelism, task.taskIndex);
+        if (owned.start !== task.keyGroupRange.start || owned.end !== task.keyGroupRange.end) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["tasks", i, "keyGroupRange"],
+            message: `expected {start: ${owned.start}, end: ${owned.end}}`,
+          });
+        }
+        taskRanges.set(task.taskIndex, owned);
       });
-    }
-    manifest.parts.forEach((part, i) => {
-      const owned = taskRanges.get(part.taskIndex);
-      if (owned === undefined || !isWithinRange(part.keyGroupRange, owned)) {
+      if (taskRanges.size !== manifest.parallelism) {
         ctx.addIssue({
           code: "custom",
-          path: ["parts", i, "keyGroupRange"],
-          message: `not within the key groups of task ${part.taskIndex}`,
+          path: ["tasks"],
+          message: `expected one entry per task (${manifest.parallelism})`,
         });
       }
-      const overlapping = manifest.parts.findIndex(
-        (other, j) => j < i && rangesOverlap(other.keyGroupRange, part.keyGroupRange),
-      );
-      if (overlapping !== -1) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["parts", i, "keyGroupRange"],
-          message: `overlaps parts[${overlapping}]: each key group is stored in at most one part`,
-        });
-      }
+      manifest.parts.forEach((part, i) => {
+        const owned = taskRanges.get(part.taskIndex);
+        if (owned === undefined || !isWithinRange(part.keyGroupRange, owned)) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["parts", i, "keyGroupRange"],
+            message: `not within the key groups of task ${part.taskIndex}`,
+          });
+        }
+        const overlapping = manifest.parts.findIndex(
+          (other, j) => j < i && rangesOverlap(other.keyGroupRange, part.keyGroupRange),
+        );
+        if (overlapping !== -1) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["parts", i, "keyGroupRange"],
+            message: `overlaps parts[${overlapping}]: each key group is stored in at most one part`,
+          });
+        }
+      });
     });
-  });
+}
+
+/** `_metadata`: written once, in one PUT, after every task acknowledged. Its existence is the commit. */
+export const CheckpointManifest = checkpointManifest(DurationMs);
 export type CheckpointManifest = z.infer<typeof CheckpointManifest>;
+
+/**
+ * How a stored manifest is read (restore, retention): as CheckpointManifest, but fractional task
+ * durations, which v1 manifests written before the integer rule hold, are rounded. They are
+ * informational only, and a checkpoint must not become unrestorable over them.
+ */
+export const StoredCheckpointManifest = checkpointManifest(ReceivedDurationMs);
 
 // ── errors ─────────────────────────────────────────────────────────────────────────────────────
 

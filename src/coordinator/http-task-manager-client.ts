@@ -2,8 +2,9 @@
 // every response body checked with the shared zod schema before the coordinator believes it.
 import type { z } from "zod";
 import {
-  CheckpointResult,
   ErrorResponse,
+  ReceivedCheckpointResult,
+  type CheckpointResult,
   TaskManagerStatus,
   type AbortCheckpointRequest,
   type NotifyCompleteRequest,
@@ -45,7 +46,7 @@ export class HttpTaskManagerClient implements TaskManagerClient {
   ): Promise<CheckpointResult> {
     const path = `/v1/checkpoints/${checkpointId}?epoch=${epoch}&waitMs=${Math.max(0, Math.floor(waitMs))}`;
     const timeoutMs = waitMs + this.requestTimeoutMs;
-    return this.parse(CheckpointResult, await this.call("GET", path, 200, { signal, timeoutMs }));
+    return this.parse(ReceivedCheckpointResult, await this.call("GET", path, 200, { signal, timeoutMs }));
   }
 
   async notifyComplete(request: NotifyCompleteRequest, signal?: AbortSignal): Promise<void> {

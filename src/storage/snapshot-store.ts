@@ -7,7 +7,12 @@ import {
   manifestKey,
   parseCheckpointDirectoryName,
 } from "../api/object-layout.js";
-import { CheckpointManifest, formatZodError, type JobRef } from "../api/protocol.js";
+import {
+  CheckpointManifest,
+  formatZodError,
+  StoredCheckpointManifest,
+  type JobRef,
+} from "../api/protocol.js";
 import {
   CorruptManifestError,
   type SnapshotStore,
@@ -52,7 +57,7 @@ export class ObjectSnapshotStore implements SnapshotStore {
     } catch (err) {
       throw new CorruptManifestError(key, `not JSON (${(err as Error).message})`);
     }
-    const parsed = CheckpointManifest.safeParse(json);
+    const parsed = StoredCheckpointManifest.safeParse(json);
     if (!parsed.success) throw new CorruptManifestError(key, formatZodError(parsed.error));
     // Retention and restore trust the directory name; a manifest claiming another checkpoint is wrong.
     const directory = parseCheckpointDirectoryName(key.split("/").at(-2) ?? "");

@@ -202,7 +202,7 @@ export class CheckpointExecutor {
       parts,
       sourceOffsets: cut.sourceOffsets,
       syncDurationMs: cut.syncDurationMs,
-      asyncDurationMs: performance.now() - started,
+      asyncDurationMs: Math.round(performance.now() - started),
     };
   }
 

@@ -8,7 +8,10 @@ export const ENV = {
   token: "STREAMJOB_TOKEN",
   accessKey: "STREAMJOB_S3_ACCESS_KEY",
   secretKey: "STREAMJOB_S3_SECRET_KEY",
-  /** Address to listen on; the pod's IP from the downward API, else every interface. */
+  /**
+   * Address to listen on: the pod's IP from the downward API. Required: never a wildcard address, which
+   * on a host-network cluster would take the port of every pod (docs/protocol.md, "Transport").
+   */
   podIp: "POD_IP",
 } as const;
 
@@ -37,7 +40,7 @@ const TaskManagerEnvironment = z.object({
   [ENV.token]: z.string({ error: "missing" }).min(1, "empty"),
   [ENV.accessKey]: z.string({ error: "missing" }).min(1, "empty"),
   [ENV.secretKey]: z.string({ error: "missing" }).min(1, "empty"),
-  [ENV.podIp]: z.union([z.ipv4(), z.ipv6()]).optional(),
+  [ENV.podIp]: z.union([z.ipv4(), z.ipv6()], { error: "missing or not an IP address" }),
 });
 
 export interface TaskManagerEnvironment {
@@ -65,6 +68,6 @@ export function readEnvironment(env: NodeJS.ProcessEnv): TaskManagerEnvironment 
     token: parsed.data[ENV.token],
     accessKey: parsed.data[ENV.accessKey],
     secretKey: parsed.data[ENV.secretKey],
-    host: parsed.data[ENV.podIp] ?? "0.0.0.0",
+    host: parsed.data[ENV.podIp],
   };
 }

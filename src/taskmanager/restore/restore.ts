@@ -4,7 +4,12 @@
 // RestoreError naming the object; the TaskManager then refuses to start.
 import { createHash } from "node:crypto";
 import { rangesOverlap, type KeyGroupRange } from "../../api/key-groups.js";
-import { CheckpointManifest, formatZodError, type TaskManagerConfig } from "../../api/protocol.js";
+import {
+  formatZodError,
+  StoredCheckpointManifest,
+  type CheckpointManifest,
+  type TaskManagerConfig,
+} from "../../api/protocol.js";
 import { ObjectNotFoundError, type ObjectStore } from "../../storage/object-store.js";
 import { decodeStatePart } from "../state/state-part.js";
 import type { KeyGroupedStateBackend } from "../state/keyed-state.js";
@@ -76,7 +81,7 @@ async function readManifest(store: ObjectStore, key: string): Promise<Checkpoint
   } catch {
     throw new RestoreError(`manifest ${location(store, key)} is not JSON`);
   }
-  const parsed = CheckpointManifest.safeParse(json);
+  const parsed = StoredCheckpointManifest.safeParse(json);
   if (!parsed.success) {
     throw new RestoreError(`manifest ${location(store, key)} is invalid: ${formatZodError(parsed.error)}`);
   }

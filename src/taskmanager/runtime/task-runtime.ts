@@ -102,7 +102,8 @@ export class TaskRuntime {
     const sourceOffsets = this.sourceOffsets;
     const state = this.options.state.snapshot();
     this.options.sink.seal(checkpointId);
-    return { checkpointId, state, sourceOffsets, syncDurationMs: performance.now() - started };
+    // Whole milliseconds: every time on the wire is an integer (docs/protocol.md, "Terms").
+    return { checkpointId, state, sourceOffsets, syncDurationMs: Math.round(performance.now() - started) };
   }
 
   private async run(): Promise<void> {

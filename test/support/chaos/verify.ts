@@ -3,7 +3,7 @@
 // sha256) and checkpoint ids never go back. At the end: the committed output of the `sequence` job
 // has no gap and no duplicate, and the job was healthy again soon after the last fault.
 import { createHash } from "node:crypto";
-import { CheckpointManifest, formatZodError } from "../../../src/api/protocol.js";
+import { formatZodError, StoredCheckpointManifest } from "../../../src/api/protocol.js";
 import type { StreamJobStatus } from "../../../src/api/streamjob.js";
 import { ObjectNotFoundError, type ObjectStore } from "../../../src/storage/object-store.js";
 import type { SequenceOutputReport } from "../../../src/taskmanager/job/builtin/sequence.js";
@@ -29,7 +29,7 @@ export async function checkpointProblems(store: ObjectStore, pointer: Checkpoint
   } catch {
     return [`${where}: the manifest is not JSON`];
   }
-  const parsed = CheckpointManifest.safeParse(json);
+  const parsed = StoredCheckpointManifest.safeParse(json);
   if (!parsed.success) return [`${where}: the manifest is invalid: ${formatZodError(parsed.error)}`];
   const manifest = parsed.data;
   const problems: string[] = [];

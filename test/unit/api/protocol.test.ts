@@ -8,6 +8,8 @@ import {
   CheckpointResultQuery,
   formatZodError,
   NotifyCompleteRequest,
+  ReceivedCheckpointResult,
+  StoredCheckpointManifest,
   TaskManagerConfig,
   TaskManagerStatus,
   TriggerCheckpointRequest,
@@ -38,7 +40,7 @@ const ack = {
   ],
   sourceOffsets: { "orders-1": 52_011 },
   syncDurationMs: 3,
-  asyncDurationMs: 182.5,
+  asyncDurationMs: 182,
 };
 
 const config = {
@@ -218,6 +220,24 @@ describe("protocol schemas", () => {
       "parts[0].sizeBytes: Too small: expected number to be >=0",
     ],
     [
+      "a fractional duration",
+      CheckpointAck,
+      withField(ack, ["syncDurationMs"], 0.10183200000028592),
+      "syncDurationMs: expected int, received number",
+    ],
+    [
+      "a manifest with a fractional duration",
+      CheckpointManifest,
+      withField(manifest, ["tasks", 0, "asyncDurationMs"], 5.5),
+      "tasks[0].asyncDurationMs: expected int, received number",
+    ],
+    [
+      "a received negative duration",
+      ReceivedCheckpointResult,
+      { state: "acknowledged", ack: withField(ack, ["asyncDurationMs"], -0.5) },
+      "ack.asyncDurationMs: Too small: expected number to be >=0",
+    ],
+    [
       "a negative offset",
       CheckpointAck,
       withField(ack, ["sourceOffsets", "orders-1"], -5),
@@ -332,6 +352,28 @@ describe("protocol schemas", () => {
     expect(parsed.storage.region).toBe("us-east-1");
     expect(parsed.program.args).toEqual([]);
     expect(parsed.restoreFrom).toBeUndefined();
+  });
+
+  it("rounds the fractional durations v1 peers sent before the integer rule, where they are read", () => {
+    const older = { ...ack, syncDurationMs: 0.10183200000028592, asyncDurationMs: 182.5 };
+    expect(ReceivedCheckpointResult.parse({ state: "acknowledged", ack: older })).toEqual({
+      state: "acknowledged",
+      ack: { ...ack, syncDurationMs: 0, asyncDurationMs: 183 },
+    });
+    const stored = withField(manifest, ["tasks", 1, "syncDurationMs"], 1.49);
+    expect(StoredCheckpointManifest.parse(stored).tasks[1]?.syncDurationMs).toBe(1);
+    // Every other time stays an integer, also when read.
+    expect(StoredCheckpointManifest.safeParse(withField(manifest, ["completedAt"], 1400.5)).success).toBe(
+      false,
+    );
+  });
+
+  it("accepts an explicit sink output location in the start-up configuration", () => {
+    const output = { bucket: "streamjob", keyPrefix: "checkpoints/default/orders/" };
+    expect(TaskManagerConfig.parse({ ...config, output }).output).toEqual(output);
+    expect(errorOf(TaskManagerConfig, { ...config, output: { ...output, keyPrefix: "orders" } })).toBe(
+      "output.keyPrefix: must end with /",
+    );
   });
 
   it("turns path and query strings into numbers", () => {

@@ -177,10 +177,11 @@ describe("the environment", () => {
     STREAMJOB_TOKEN: "secret-token",
     STREAMJOB_S3_ACCESS_KEY: "access",
     STREAMJOB_S3_SECRET_KEY: "secret",
+    POD_IP: "10.0.0.7",
   };
 
   test("a valid environment gives the config, secrets and the pod IP to listen on", () => {
-    const env = readEnvironment({ ...valid, POD_IP: "10.0.0.7" });
+    const env = readEnvironment(valid);
     expect(env).toMatchObject({
       token: "secret-token",
       accessKey: "access",
@@ -188,7 +189,11 @@ describe("the environment", () => {
       host: "10.0.0.7",
     });
     expect(env.config.keyGroupRange).toEqual({ start: 0, end: 11 });
-    expect(readEnvironment(valid).host).toBe("0.0.0.0");
+    // Never a wildcard address: without POD_IP the TaskManager does not start.
+    expect(() => readEnvironment({ ...valid, POD_IP: undefined })).toThrow(
+      "invalid environment: POD_IP: missing or not an IP address",
+    );
+    expect(readEnvironment({ ...valid, POD_IP: "fd00::7" }).host).toBe("fd00::7");
   });
 
   test("a missing variable or an invalid config field is named, and no secret is repeated", () => {

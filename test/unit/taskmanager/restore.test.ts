@@ -1,5 +1,10 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { keyGroupRangeForTask } from "../../../src/api/key-groups.js";
+import { CheckpointManifest } from "../../../src/api/protocol.js";
 import { MemoryObjectStore } from "../../../src/storage/memory-object-store.js";
+import { ObjectSnapshotStore } from "../../../src/storage/snapshot-store.js";
 import { restoreCheckpoint, type RestoreTarget } from "../../../src/taskmanager/restore/restore.js";
 import { KeyGroupedStateBackend } from "../../../src/taskmanager/state/keyed-state.js";
 import { BUCKET, filledStates, JOB, writeCheckpoint } from "./support/fixtures.js";
@@ -80,4 +85,35 @@ describe("restore refuses anything it cannot verify", () => {
       /is invalid: parts\[0\]\.sha256: expected 64 lowercase hex/,
     );
   });
+});
+
+test("a stored v1 manifest with the fractional durations older TaskManagers wrote still restores", async () => {
+  // Written by the reference before durations were whole milliseconds: `"syncDurationMs": 0.1018…`.
+  const fixture = fileURLToPath(new URL("fixtures/v1-fractional-durations/", import.meta.url));
+  const store = new MemoryObjectStore(BUCKET);
+  for (const file of ["chk-3/_metadata", "chk-3/task-0/kg-0-3"]) {
+    await store.put(`checkpoints/default/orders/${file}`, readFileSync(path.join(fixture, file)));
+  }
+  const manifestKey = "checkpoints/default/orders/chk-3/_metadata";
+  const stored: unknown = JSON.parse((await store.get(manifestKey)).toString("utf8"));
+  expect(CheckpointManifest.safeParse(stored).success).toBe(false);
+
+  const range = keyGroupRangeForTask(4, 1, 0);
+  const state = new KeyGroupedStateBackend(4, range);
+  const restored = await restoreCheckpoint(
+    {
+      restoreFrom: { checkpointId: 3, bucket: BUCKET, manifestKey },
+      job: JOB,
+      maxParallelism: 4,
+      keyGroupRange: range,
+    },
+    store,
+    state,
+  );
+  expect(restored).toMatchObject({ checkpointId: 3, keysRestored: 4 });
+  expect(restored.sourceOffsets).toEqual({ "seq-0": 10, "seq-1": 11, "seq-2": 12, "seq-3": 13 });
+  expect(["seq-0", "seq-1", "seq-2", "seq-3"].map((key) => state.get(key))).toEqual([10, 11, 12, 13]);
+  // The coordinator reads it the same way, rounding to whole milliseconds.
+  const manifest = await new ObjectSnapshotStore(store, "checkpoints").getManifest(manifestKey);
+  expect(manifest?.tasks[0]).toMatchObject({ syncDurationMs: 0, asyncDurationMs: 96 });
 });

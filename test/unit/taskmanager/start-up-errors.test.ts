@@ -26,6 +26,7 @@ test("an unusable environment, start-up configuration or job argument is a confi
     STREAMJOB_TOKEN: "t",
     STREAMJOB_S3_ACCESS_KEY: "a",
     STREAMJOB_S3_SECRET_KEY: "s",
+    POD_IP: "10.0.0.7",
   };
   expect(thrown(() => readEnvironment(env))).toBeInstanceOf(ConfigurationError);
   expect(thrown(() => readEnvironment({ ...env, STREAMJOB_TASKMANAGER_CONFIG: "{}" }))).toBeInstanceOf(
