@@ -2,6 +2,7 @@
 // where to restore from. The applier creates what is missing; nothing here talks to the API server.
 import type { V1Container, V1EnvVar, V1OwnerReference, V1Pod, V1PodSpec } from "@kubernetes/client-node";
 import { keyGroupRangeForTask } from "../api/key-groups.js";
+import { jobDirectory } from "../api/object-layout.js";
 import { PROTOCOL_VERSION, type TaskManagerConfig } from "../api/protocol.js";
 import { API_VERSION, KIND, type StreamJob } from "../api/streamjob.js";
 import { ENV, TERMINATION_MESSAGE_PATH } from "../taskmanager/config/environment.js";
@@ -67,6 +68,11 @@ export function taskManagerConfig(input: DesiredInput, taskIndex: number): TaskM
     keyGroupRange: keyGroupRangeForTask(spec.maxParallelism, spec.parallelism, taskIndex),
     port: TASKMANAGER_PORT,
     storage: { endpoint: storage.endpoint, region: storage.region },
+    // The value a TaskManager without this field derives, so old and new TaskManagers of a job agree.
+    output: {
+      bucket: spec.checkpoint.storage.bucket,
+      keyPrefix: jobDirectory(spec.checkpoint.storage.prefix, jobNamespace(job), jobName(job)),
+    },
     ...(restoreFrom && {
       restoreFrom: {
         checkpointId: restoreFrom.checkpointId,

@@ -12,7 +12,7 @@ import { restoreCheckpoint, RestoreError } from "./restore/restore.js";
 import { TaskRuntime } from "./runtime/task-runtime.js";
 import { createTaskManagerApp } from "./server/app.js";
 import { jobDirectoryOfManifestKey } from "./sink/output-layout.js";
-import { recoverStagedOutput, TwoPhaseCommitSink } from "./sink/two-phase-commit-sink.js";
+import { recoverStagedOutput, TwoPhaseCommitSink, type SinkLocation } from "./sink/two-phase-commit-sink.js";
 import { KeyGroupedStateBackend } from "./state/keyed-state.js";
 
 export interface TaskManagerOptions {
@@ -61,11 +61,17 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
     sink,
     ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
   });
+  // Explicit in the configuration since v1 gained `output`; older operators leave it to be derived.
+  const configuredOutput: SinkLocation | undefined = config.output && {
+    store: options.storage(config.output.bucket),
+    jobDirectory: config.output.keyPrefix,
+  };
   const checkpoints = new CheckpointExecutor({
     epoch: config.epoch,
     taskIndex: config.taskIndex,
     cut: (checkpointId) => runtime.cut(checkpointId),
     sink,
+    ...(configuredOutput && { sinkLocation: configuredOutput }),
     storage: options.storage,
     log,
   });
@@ -113,14 +119,8 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
     const restoreFrom = config.restoreFrom;
     if (restoreFrom !== undefined) {
       const store = options.storage(restoreFrom.bucket);
-      const jobDirectory = jobDirectoryOfManifestKey(restoreFrom.manifestKey);
-      if (jobDirectory === undefined) {
-        throw new RestoreError(
-          `restoreFrom.manifestKey ${restoreFrom.manifestKey} does not end in chk-<id>/_metadata`,
-        );
-      }
+      const location = configuredOutput ?? sinkLocationOfManifest(store, restoreFrom.manifestKey);
       const restored = await restoreCheckpoint({ ...config, restoreFrom }, store, state);
-      const location = { store, jobDirectory };
       const output = await recoverStagedOutput(
         location,
         restored.checkpointId,
@@ -167,6 +167,15 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** The sink's location a v1 configuration without `output` implies: the manifest's job directory. */
+function sinkLocationOfManifest(store: ObjectStore, manifestKey: string): SinkLocation {
+  const jobDirectory = jobDirectoryOfManifestKey(manifestKey);
+  if (jobDirectory === undefined) {
+    throw new RestoreError(`restoreFrom.manifestKey ${manifestKey} does not end in chk-<id>/_metadata`);
+  }
+  return { store, jobDirectory };
 }
 
 function listen(app: ReturnType<typeof createTaskManagerApp>, host: string, port: number): Promise<Server> {

@@ -23,6 +23,11 @@ export interface CheckpointExecutorOptions {
   /** Takes the synchronous cut (TaskRuntime.cut). */
   cut(checkpointId: number): CheckpointCut;
   sink: TwoPhaseCommitSink;
+  /**
+   * Where the sink keeps its output (the start-up configuration's `output`); when absent, the bucket
+   * and job directory of each trigger's storage.keyPrefix, as v1 configurations without it implied.
+   */
+  sinkLocation?: SinkLocation;
   storage(bucket: string): ObjectStore;
   log: Logger;
   /** How long after the trigger's deadline an unfinished upload gives up (clocks differ). */
@@ -48,6 +53,7 @@ export class CheckpointExecutor {
   constructor(private readonly options: CheckpointExecutorOptions) {
     this.deadlineGraceMs = options.deadlineGraceMs ?? 5_000;
     this.now = options.now ?? Date.now;
+    this.sinkLocation = options.sinkLocation;
   }
 
   get lastCompletedCheckpointId(): number | null {
@@ -183,16 +189,10 @@ export class CheckpointExecutor {
   private async upload(request: TriggerCheckpointRequest, cut: CheckpointCut, signal: AbortSignal) {
     const started = performance.now();
     const { keyPrefix, bucket } = request.storage;
-    const jobDirectory = jobDirectoryOfPartsPrefix(keyPrefix);
-    if (jobDirectory === undefined) {
-      throw new Error(
-        `storage.keyPrefix ${keyPrefix} does not end in chk-<id>/task-<index>/ or savepoint-<id>/task-<index>/`,
-      );
-    }
-    const location: SinkLocation = { store: this.options.storage(bucket), jobDirectory };
+    const location = this.options.sinkLocation ?? this.sinkLocationOfTrigger(request);
     this.sinkLocation = location;
     const [parts] = await Promise.all([
-      this.uploadState(location.store, keyPrefix, cut, signal),
+      this.uploadState(this.options.storage(bucket), keyPrefix, cut, signal),
       abortable(this.options.sink.stageThrough(cut.checkpointId, location), signal),
     ]);
     return {
@@ -204,6 +204,17 @@ export class CheckpointExecutor {
       syncDurationMs: cut.syncDurationMs,
       asyncDurationMs: Math.round(performance.now() - started),
     };
+  }
+
+  private sinkLocationOfTrigger(request: TriggerCheckpointRequest): SinkLocation {
+    const { keyPrefix, bucket } = request.storage;
+    const jobDirectory = jobDirectoryOfPartsPrefix(keyPrefix);
+    if (jobDirectory === undefined) {
+      throw new Error(
+        `storage.keyPrefix ${keyPrefix} does not end in chk-<id>/task-<index>/ or savepoint-<id>/task-<index>/`,
+      );
+    }
+    return { store: this.options.storage(bucket), jobDirectory };
   }
 
   private async uploadState(

@@ -8,8 +8,9 @@
 // ending in "\n". Reading the committed objects in checkpoint order (any task order within one
 // checkpoint) gives every key's output in order, also across restores with another parallelism.
 //
-// The TaskManager learns `<prefix>/<namespace>/<job>/` from the keys the coordinator gives it: the
-// trigger's storage.keyPrefix and restoreFrom.manifestKey (see docs/protocol.md, "Object layout").
+// The TaskManager learns the bucket and `<prefix>/<namespace>/<job>/` from its start-up
+// configuration's `output`; a v1 configuration without it implies the bucket and job directory of
+// the trigger's storage.keyPrefix and restoreFrom.manifestKey (docs/protocol.md, "Sink output").
 
 const ID_DIGITS = 12;
 

@@ -78,6 +78,8 @@ describe("desiredChildren", () => {
           keyGroupRange: { start: ranges[taskIndex]?.[0], end: ranges[taskIndex]?.[1] },
           port: 8080,
           storage: STORAGE,
+          // The sink's output beside the checkpoints: what a TaskManager without the field derives.
+          output: { bucket: "streamjob", keyPrefix: "checkpoints/default/orders/" },
           ...(restoreFrom && { restoreFrom }),
         });
         expect(pod.metadata?.labels).toEqual({

@@ -228,6 +228,34 @@ describe("checkpoints", () => {
     expect(await result(taskManager, 1)).toEqual(answer);
   });
 
+  test("the sink writes where the configuration's output names, the parts where the trigger says", async () => {
+    const checkpoints = new MemoryObjectStore(BUCKET);
+    const output = new MemoryObjectStore("sink-output");
+    const outputPrefix = "elsewhere/orders/";
+    const taskManager = await startTaskManager({
+      config: { ...taskConfig(), output: { bucket: output.bucket, keyPrefix: outputPrefix } },
+      token: TOKEN,
+      job: countingJob(4, () => 5),
+      storage: (bucket) => (bucket === output.bucket ? output : checkpoints),
+      host: "127.0.0.1",
+      port: 0,
+      log: silentLog,
+    });
+    running.push(taskManager);
+    await taskManager.ready;
+    await waitUntil(async () => (await status(taskManager)).recordsProcessed === 20);
+    await call(taskManager, "POST", "/v1/checkpoints/trigger", trigger(1));
+    expect((await result(taskManager, 1)).state).toBe("acknowledged");
+    expect(await checkpoints.list(`${jobDirectory}chk-1/`)).toEqual([
+      `${taskPartsPrefix(location(1), 0)}kg-0-11`,
+    ]);
+    expect(await output.list("")).toEqual([stagedOutputKey(outputPrefix, 0, 1)]);
+    const complete = { checkpointId: 1, epoch: 3, manifestKey: `${jobDirectory}chk-1/_metadata` };
+    expect((await call(taskManager, "POST", "/v1/checkpoints/1/complete", complete)).status).toBe(204);
+    expect(await output.list("")).toEqual([committedOutputKey(outputPrefix, 0, 1)]);
+    expect(await checkpoints.list(`${jobDirectory}output/`)).toEqual([]);
+  });
+
   test("a repeated trigger is accepted without a second snapshot", async () => {
     let available = 10;
     const taskManager = await start(new MemoryObjectStore(BUCKET), taskConfig(), () => available);
