@@ -116,7 +116,7 @@ test("sequence: every key counts up from 1 and a skipped record fails the task",
       keyGroupRange: { start: 0, end: 0 },
       storage: () => new MemoryObjectStore(),
     }),
-  ).toThrow("sequence arguments: keys: expected number, received NaN");
+  ).toThrow("sequence arguments: keys: expected a decimal integer");
 });
 
 test("wordcount: two tasks count every word of the corpus once, each word on the task owning it", async () => {

@@ -1,5 +1,6 @@
-// The `sequence` job, the exactly-once check. Arguments: `--keys K` (default 100) and `--rate R`
-// (records per second per key, default 10).
+// The `sequence` job, the exactly-once check and an interop test job: docs/builtin-jobs.md is its
+// normative description. Arguments: `--keys K` (1–100000, default 100) and `--rate R` (records per
+// second per key, a decimal number > 0 and ≤ 1000000, default 10).
 //
 // Partition `seq-<i>` (i < K) is generated: the record at offset o has the value o + 1. The job keys
 // its state by the partition id, a counter holding the last value seen, and requires every value to
@@ -12,9 +13,20 @@ import { defineJob, type SourcePartition } from "../job-definition.js";
 import { z } from "zod";
 import { parseJobArgs } from "./job-args.js";
 
-const SequenceArgs = {
-  keys: z.coerce.number().int().positive().default(100),
-  rate: z.coerce.number().positive().default(10),
+// Plain decimal spellings only, so every implementation reads the same arguments the same way.
+export const SequenceArgs = {
+  keys: z
+    .string()
+    .regex(/^[0-9]{1,6}$/, "expected a decimal integer")
+    .transform(Number)
+    .pipe(z.int().min(1).max(100_000))
+    .default(100),
+  rate: z
+    .string()
+    .regex(/^[0-9]{1,7}(\.[0-9]{1,9})?$/, "expected a decimal number")
+    .transform(Number)
+    .pipe(z.number().positive().max(1_000_000))
+    .default(10),
 };
 
 export const sequenceJob = defineJob<number>({

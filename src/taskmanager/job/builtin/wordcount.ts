@@ -1,5 +1,5 @@
-// The `wordcount` job: counts words in the text objects under an S3 prefix. Argument:
-// `--input s3://<bucket>/<prefix>`.
+// The `wordcount` job: counts words in the text objects under an S3 prefix; an interop test job,
+// normatively described in docs/builtin-jobs.md. Argument: `--input s3://<bucket>/<prefix>`.
 //
 // The corpus is the objects under the prefix in key order, read as one sequence of lines; objects
 // are immutable and new ones must sort after the existing ones (e.g. timestamped names), so a line
@@ -14,7 +14,7 @@ import type { ObjectStore } from "../../../storage/object-store.js";
 import { defineJob, type SourcePartition } from "../job-definition.js";
 import { parseJobArgs } from "./job-args.js";
 
-const WordcountArgs = {
+export const WordcountArgs = {
   input: z
     .string()
     .regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.*$/, 'expected "s3://<bucket>/<prefix>"'),
