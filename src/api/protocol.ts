@@ -54,12 +54,6 @@ const KeyPrefix = ObjectKey.refine((prefix) => prefix.endsWith("/"), "must end w
 const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex digits (sha256)");
 /** A duration in whole milliseconds: every time on the wire is an integer (docs/protocol.md, "Terms"). */
 const DurationMs = z.int().nonnegative();
-/**
- * What a receiver accepts where v1 peers written before that rule was enforced sent fractions (the
- * reference TaskManager sent `performance.now()` differences): a non-negative number, rounded to the
- * nearest millisecond. Only for `syncDurationMs`/`asyncDurationMs` in acks and stored manifests.
- */
-const ReceivedDurationMs = z.number().nonnegative().transform(Math.round);
 const Reason = z.string().min(1).max(4096);
 
 /** Source partition id → next offset to read after restoring this checkpoint. */
@@ -144,22 +138,17 @@ export const CheckpointPart = z.object({
 });
 export type CheckpointPart = z.infer<typeof CheckpointPart>;
 
-function checkpointAck(duration: typeof DurationMs | typeof ReceivedDurationMs) {
-  return z.object({
-    checkpointId: CheckpointId,
-    epoch: Epoch,
-    taskIndex: TaskIndex,
-    parts: z.array(CheckpointPart),
-    sourceOffsets: SourceOffsets,
-    /** Time processing was stopped to take the consistent cut. */
-    syncDurationMs: duration,
-    /** Time spent uploading after processing resumed. */
-    asyncDurationMs: duration,
-  });
-}
-
-/** What a TaskManager sends: durations in whole milliseconds. */
-export const CheckpointAck = checkpointAck(DurationMs);
+export const CheckpointAck = z.object({
+  checkpointId: CheckpointId,
+  epoch: Epoch,
+  taskIndex: TaskIndex,
+  parts: z.array(CheckpointPart),
+  sourceOffsets: SourceOffsets,
+  /** Time processing was stopped to take the consistent cut. */
+  syncDurationMs: DurationMs,
+  /** Time spent uploading after processing resumed. */
+  asyncDurationMs: DurationMs,
+});
 export type CheckpointAck = z.infer<typeof CheckpointAck>;
 
 export const CheckpointDecline = z.object({
@@ -170,31 +159,31 @@ export const CheckpointDecline = z.object({
 });
 export type CheckpointDecline = z.infer<typeof CheckpointDecline>;
 
-function checkpointResult(ack: typeof CheckpointAck | typeof ReceivedCheckpointAck) {
-  return z.discriminatedUnion("state", [
-    z.object({
-      state: z.literal("in_progress"),
-      checkpointId: CheckpointId,
-      epoch: Epoch,
-      taskIndex: TaskIndex,
-    }),
-    z.object({ state: z.literal("acknowledged"), ack }),
-    z.object({ state: z.literal("declined"), decline: CheckpointDecline }),
-  ]);
-}
-
-const ReceivedCheckpointAck = checkpointAck(ReceivedDurationMs);
-
-/** A task's answer for one checkpoint: still working, acknowledged, or declined. What a TaskManager sends. */
-export const CheckpointResult = checkpointResult(CheckpointAck);
+/** A task's answer for one checkpoint: still working, acknowledged, or declined. */
+export const CheckpointResult = z.discriminatedUnion("state", [
+  z.object({
+    state: z.literal("in_progress"),
+    checkpointId: CheckpointId,
+    epoch: Epoch,
+    taskIndex: TaskIndex,
+  }),
+  z.object({ state: z.literal("acknowledged"), ack: CheckpointAck }),
+  z.object({ state: z.literal("declined"), decline: CheckpointDecline }),
+]);
 export type CheckpointResult = z.infer<typeof CheckpointResult>;
 
 /**
- * How the coordinator reads a task's answer: as CheckpointResult, but fractional durations from
- * TaskManagers that predate the integer rule are rounded instead of failing every checkpoint (a job's
- * TaskManager image is its own and outlives operator upgrades).
+ * How the coordinator reads a task's answer: as CheckpointResult, but the fractional durations sent
+ * by TaskManagers that predate the integer rule are rounded (fractionalDurationsRounded) instead of
+ * failing every checkpoint: a job's TaskManager image is its own and outlives operator upgrades.
  */
-export const ReceivedCheckpointResult = checkpointResult(ReceivedCheckpointAck);
+export const ReceivedCheckpointResult = z.preprocess(
+  (result) =>
+    isRecord(result) && result.state === "acknowledged"
+      ? { ...result, ack: fractionalDurationsRounded(result.ack) }
+      : result,
+  CheckpointResult,
+);
 
 /** GET /v1/status */
 export const TaskManagerStatus = z.object({
@@ -272,99 +261,120 @@ export type TaskManagerConfig = z.infer<typeof TaskManagerConfig>;
 
 export const MANIFEST_VERSION = 1;
 
-function checkpointManifest(duration: typeof DurationMs | typeof ReceivedDurationMs) {
-  return z
-    .object({
-      manifestVersion: z.literal(MANIFEST_VERSION),
-      checkpointId: CheckpointId,
-      kind: CheckpointKind,
-      job: JobRef,
-      epoch: Epoch,
-      parallelism: z.int().positive(),
-      maxParallelism: MaxParallelism,
-      triggeredAt: EpochMillis,
-      /** When the last task acknowledged (the manifest is written right after). */
-      completedAt: EpochMillis,
-      tasks: z.array(
-        z.object({
-          taskIndex: TaskIndex,
-          keyGroupRange: KeyGroupRangeSchema,
-          syncDurationMs: duration,
-          asyncDurationMs: duration,
-        }),
-      ),
-      parts: z.array(CheckpointPart.extend({ taskIndex: TaskIndex })),
-      /** Union of every task's offsets: each source partition is read by exactly one task. */
-      sourceOffsets: SourceOffsets,
-    })
-    .superRefine((manifest, ctx) => {
-      if (manifest.parallelism > manifest.maxParallelism) {
-        ctx.addIssue({ code: "custom", path: ["parallelism"], message: "must not exceed maxParallelism" });
-        return;
-      }
-      if (manifest.completedAt < manifest.triggeredAt) {
-        ctx.addIssue({ code: "custom", path: ["completedAt"], message: "must not be before triggeredAt" });
-      }
-      const taskRanges = new Map<number, KeyGroupRange>();
-      manifest.tasks.forEach((task, i) => {
-        if (task.taskIndex >= manifest.parallelism || taskRanges.has(task.taskIndex)) {
-          ctx.addIssue({
-            code: "custom",
-            path: ["tasks", i, "taskIndex"],
-            message: "must be a distinct task index below parallelism",
-          });
-          return;
-        }
-        const owned = keyGroupRangeForTask(manifest.maxParallelism, manifest.parallelism, task.taskIndex);
-        if (owned.start !== task.keyGroupRange.start || owned.end !== task.keyGroupRange.end) {
-          ctx.addIssue({
-            code: "custom",
-            path: ["tasks", i, "keyGroupRange"],
-            message: `expected {start: ${owned.start}, end: ${owned.end}}`,
-          });
-        }
-        taskRanges.set(task.taskIndex, owned);
-      });
-      if (taskRanges.size !== manifest.parallelism) {
+/** `_metadata`: written once, in one PUT, after every task acknowledged. Its existence is the commit. */
+export const CheckpointManifest = z
+  .object({
+    manifestVersion: z.literal(MANIFEST_VERSION),
+    checkpointId: CheckpointId,
+    kind: CheckpointKind,
+    job: JobRef,
+    epoch: Epoch,
+    parallelism: z.int().positive(),
+    maxParallelism: MaxParallelism,
+    triggeredAt: EpochMillis,
+    /** When the last task acknowledged (the manifest is written right after). */
+    completedAt: EpochMillis,
+    tasks: z.array(
+      z.object({
+        taskIndex: TaskIndex,
+        keyGroupRange: KeyGroupRangeSchema,
+        syncDurationMs: DurationMs,
+        asyncDurationMs: DurationMs,
+      }),
+    ),
+    parts: z.array(CheckpointPart.extend({ taskIndex: TaskIndex })),
+    /** Union of every task's offsets: each source partition is read by exactly one task. */
+    sourceOffsets: SourceOffsets,
+  })
+  .superRefine((manifest, ctx) => {
+    if (manifest.parallelism > manifest.maxParallelism) {
+      ctx.addIssue({ code: "custom", path: ["parallelism"], message: "must not exceed maxParallelism" });
+      return;
+    }
+    if (manifest.completedAt < manifest.triggeredAt) {
+      ctx.addIssue({ code: "custom", path: ["completedAt"], message: "must not be before triggeredAt" });
+    }
+    const taskRanges = new Map<number, KeyGroupRange>();
+    manifest.tasks.forEach((task, i) => {
+      if (task.taskIndex >= manifest.parallelism || taskRanges.has(task.taskIndex)) {
         ctx.addIssue({
           code: "custom",
-          path: ["tasks"],
-          message: `expected one entry per task (${manifest.parallelism})`,
+          path: ["tasks", i, "taskIndex"],
+          message: "must be a distinct task index below parallelism",
+        });
+        return;
+      }
+      const owned = keyGroupRangeForTask(manifest.maxParallelism, manifest.parallelism, task.taskIndex);
+      if (owned.start !== task.keyGroupRange.start || owned.end !== task.keyGroupRange.end) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["tasks", i, "keyGroupRange"],
+          message: `expected {start: ${owned.start}, end: ${owned.end}}`,
         });
       }
-      manifest.parts.forEach((part, i) => {
-        const owned = taskRanges.get(part.taskIndex);
-        if (owned === undefined || !isWithinRange(part.keyGroupRange, owned)) {
-          ctx.addIssue({
-            code: "custom",
-            path: ["parts", i, "keyGroupRange"],
-            message: `not within the key groups of task ${part.taskIndex}`,
-          });
-        }
-        const overlapping = manifest.parts.findIndex(
-          (other, j) => j < i && rangesOverlap(other.keyGroupRange, part.keyGroupRange),
-        );
-        if (overlapping !== -1) {
-          ctx.addIssue({
-            code: "custom",
-            path: ["parts", i, "keyGroupRange"],
-            message: `overlaps parts[${overlapping}]: each key group is stored in at most one part`,
-          });
-        }
-      });
+      taskRanges.set(task.taskIndex, owned);
     });
-}
-
-/** `_metadata`: written once, in one PUT, after every task acknowledged. Its existence is the commit. */
-export const CheckpointManifest = checkpointManifest(DurationMs);
+    if (taskRanges.size !== manifest.parallelism) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["tasks"],
+        message: `expected one entry per task (${manifest.parallelism})`,
+      });
+    }
+    manifest.parts.forEach((part, i) => {
+      const owned = taskRanges.get(part.taskIndex);
+      if (owned === undefined || !isWithinRange(part.keyGroupRange, owned)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["parts", i, "keyGroupRange"],
+          message: `not within the key groups of task ${part.taskIndex}`,
+        });
+      }
+      const overlapping = manifest.parts.findIndex(
+        (other, j) => j < i && rangesOverlap(other.keyGroupRange, part.keyGroupRange),
+      );
+      if (overlapping !== -1) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["parts", i, "keyGroupRange"],
+          message: `overlaps parts[${overlapping}]: each key group is stored in at most one part`,
+        });
+      }
+    });
+  });
 export type CheckpointManifest = z.infer<typeof CheckpointManifest>;
 
 /**
- * How a stored manifest is read (restore, retention): as CheckpointManifest, but fractional task
- * durations, which v1 manifests written before the integer rule hold, are rounded. They are
- * informational only, and a checkpoint must not become unrestorable over them.
+ * How a stored manifest is read (restore, retention): as CheckpointManifest, but the fractional task
+ * durations that v1 manifests written before the integer rule hold are rounded. They are only
+ * informational, and a checkpoint must not become unrestorable over them.
  */
-export const StoredCheckpointManifest = checkpointManifest(ReceivedDurationMs);
+export const StoredCheckpointManifest = z.preprocess(
+  (manifest) =>
+    isRecord(manifest) && Array.isArray(manifest.tasks)
+      ? { ...manifest, tasks: manifest.tasks.map(fractionalDurationsRounded) }
+      : manifest,
+  CheckpointManifest,
+);
+
+/**
+ * An ack or manifest task entry with a non-negative fractional `syncDurationMs`/`asyncDurationMs`
+ * rounded to the nearest millisecond, as v1 peers must accept them; anything else is left for the
+ * schema to judge.
+ */
+function fractionalDurationsRounded(entry: unknown): unknown {
+  if (!isRecord(entry)) return entry;
+  const rounded = { ...entry };
+  for (const field of ["syncDurationMs", "asyncDurationMs"]) {
+    const value = entry[field];
+    if (typeof value === "number" && value >= 0 && Number.isFinite(value)) rounded[field] = Math.round(value);
+  }
+  return rounded;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
 
 // ── errors ─────────────────────────────────────────────────────────────────────────────────────
 
