@@ -58,7 +58,7 @@ class CopyOnWriteSnapshot implements KeyedStateSnapshot {
   readonly saved = new Map<string, JsonValue | Tombstone | typeof ABSENT>();
   readonly keyGroups: KeyedStateSnapshot["keyGroups"];
   readonly entryCount: number;
-  released = false;
+  private released = false;
 
   constructor(
     readonly version: number,
@@ -102,6 +102,7 @@ class CopyOnWriteSnapshot implements KeyedStateSnapshot {
     }
   }
 }
+
 export class KeyGroupedStateBackend implements KeyedState {
   private readonly slots: KeyGroupSlot[];
   /** Snapshots not yet released, oldest first. */
