@@ -187,6 +187,15 @@ export class CheckpointExecutor {
   }
 
   private async upload(request: TriggerCheckpointRequest, cut: CheckpointCut, signal: AbortSignal) {
+    // Until released, the snapshot makes every first write of a key save its old value.
+    try {
+      return await this.uploadParts(request, cut, signal);
+    } finally {
+      cut.state.release();
+    }
+  }
+
+  private async uploadParts(request: TriggerCheckpointRequest, cut: CheckpointCut, signal: AbortSignal) {
     const started = performance.now();
     const { keyPrefix, bucket } = request.storage;
     const location = this.options.sinkLocation ?? this.sinkLocationOfTrigger(request);

@@ -100,8 +100,9 @@ export class TaskRuntime {
   cut(checkpointId: number): CheckpointCut {
     const started = performance.now();
     const sourceOffsets = this.sourceOffsets;
-    const state = this.options.state.snapshot();
     this.options.sink.seal(checkpointId);
+    // Last, so a throwing seal leaves no snapshot that nobody releases.
+    const state = this.options.state.snapshot();
     // Whole milliseconds: every time on the wire is an integer (docs/protocol.md, "Terms").
     return { checkpointId, state, sourceOffsets, syncDurationMs: Math.round(performance.now() - started) };
   }

@@ -81,6 +81,7 @@ export async function writeCheckpoint(
     const snapshot = state.snapshot();
     const key = `${taskPartsPrefix(location(checkpointId), taskIndex)}${statePartName(snapshot.keyGroupRange)}`;
     const stored = await store.put(key, encodeStatePart(snapshot));
+    snapshot.release();
     parts.push({ key, ...stored, keyGroupRange: snapshot.keyGroupRange, taskIndex });
   }
   const manifest: CheckpointManifest = {
