@@ -1,7 +1,7 @@
 // Which local command stands in for a container image. This project's own images run its
 // built entry points; any other image runs the container's command and args as given (as an
 // image without an ENTRYPOINT would), so `kubectl run x --image=busybox -- sh -c '...'` works.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 
@@ -76,4 +76,26 @@ export function containerCommand(map: ImageMap, image: string, command?: string[
     ? [...command, ...(args ?? [])]
     : [...mapping.entrypoint, ...(args?.length ? args : mapping.cmd)];
   return { argv, imageUser: mapping.user };
+}
+
+/**
+ * The first folder on the way down to `target` that `uid`/`gid` may not enter (mode bits only), if
+ * any. This project's images run from the checkout, so a checkout under a private folder (`mktemp
+ * -d` makes mode 700) cannot start as the non-root user the restricted Pod Security Standard asks for.
+ */
+export function folderBlocking(
+  target: string,
+  uid: number,
+  gid: number,
+  statOf: (dir: string) => { uid: number; gid: number; mode: number } = statSync,
+): string | undefined {
+  if (uid === 0) return undefined;
+  let dir = path.parse(target).root;
+  for (const part of path.relative(dir, target).split(path.sep).filter(Boolean)) {
+    dir = path.join(dir, part);
+    const st = statOf(dir);
+    const shift = st.uid === uid ? 6 : st.gid === gid ? 3 : 0;
+    if (((st.mode >> shift) & 1) === 0) return dir;
+  }
+  return undefined;
 }
