@@ -59,7 +59,7 @@ export class LocalCluster {
     };
   }
 
-  /** Runs the cluster's own kubectl or helm; fails with its stderr. */
+  /** Runs the cluster's own kubectl or helm; fails with its stderr, keeping its stdout on the error. */
   async tool(name: "kubectl" | "helm", args: string[], timeoutMs = 120_000): Promise<string> {
     try {
       const { stdout } = await execFileAsync(path.join(this.dir, "bin", name), args, {
@@ -69,8 +69,12 @@ export class LocalCluster {
       });
       return stdout;
     } catch (err) {
-      const e = err as Error & { stderr?: string };
-      throw new Error(`${name} ${args.join(" ")}: ${e.stderr?.trim() || e.message}`, { cause: err });
+      const e = err as Error & { stderr?: string; stdout?: string };
+      // Some answers are exit codes: `kubectl auth can-i` prints "no" and exits 1.
+      throw Object.assign(
+        new Error(`${name} ${args.join(" ")}: ${e.stderr?.trim() || e.message}`, { cause: err }),
+        { stdout: e.stdout ?? "" },
+      );
     }
   }
 
