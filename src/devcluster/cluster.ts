@@ -3,11 +3,13 @@
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { randomBytes } from "node:crypto";
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -17,6 +19,7 @@ import path from "node:path";
 import { stringify } from "yaml";
 import { ensureAssets, repoRoot, type BinaryName } from "./assets.js";
 import { STORAGE_SECRET_NAME } from "../storage/minio-object-store.js";
+import { foldersClosedToOthers } from "./node-agent/images.js";
 import { createPki, type PkiPaths } from "./pki.js";
 import { claimPodNetwork, podNetworkCidr, preferredOctet, releasePodNetwork } from "./pod-networks.js";
 import { freePort, isAlive, startDetached, stopProcess, waitFor, type StartedProcess } from "./processes.js";
@@ -291,6 +294,7 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
 
     const agentEntry = path.join(repoRoot, "dist", "devcluster", "node-agent", "main.js");
     if (!existsSync(agentEntry)) throw new Error(`${agentEntry} is missing: run \`npm run build\` first`);
+    openCheckoutToPods(log);
     record(
       startDetached("node-agent", process.execPath, [agentEntry], logFile("node-agent"), {
         ...process.env,
@@ -403,5 +407,23 @@ async function stopLeftoverPods(podsDir: string): Promise<void> {
       const pid = Number(readFileSync(path.join(podDir, file), "utf8"));
       if (Number.isInteger(pid) && pid > 0) await stopProcess(pid, 2_000);
     }
+  }
+}
+
+/**
+ * The node agent runs this project's images from the checkout as the pods' non-root users (only as
+ * root can it switch users), so every folder down to the checkout must be searchable by others: add
+ * o+x (search, not read) to those of ours that are not, and refuse to start when another user's is.
+ */
+function openCheckoutToPods(log: (line: string) => void): void {
+  if (process.getuid?.() !== 0) return;
+  for (const dir of foldersClosedToOthers(repoRoot)) {
+    const { mode, uid } = statSync(dir);
+    if (uid !== 0)
+      throw new Error(
+        `pods cannot reach the checkout: ${dir} is not searchable by others (chmod o+x ${dir})`,
+      );
+    chmodSync(dir, (mode & 0o7777) | 0o001);
+    log(`made ${dir} searchable by others (o+x): pods run this project's images from the checkout`);
   }
 }

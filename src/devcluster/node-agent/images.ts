@@ -79,23 +79,19 @@ export function containerCommand(map: ImageMap, image: string, command?: string[
 }
 
 /**
- * The first folder on the way down to `target` that `uid`/`gid` may not enter (mode bits only), if
- * any. This project's images run from the checkout, so a checkout under a private folder (`mktemp
- * -d` makes mode 700) cannot start as the non-root user the restricted Pod Security Standard asks for.
+ * The folders from the root down to `target` (itself included) that others may not enter. This
+ * project's images run from the checkout as the pods' non-root users, so the local cluster opens
+ * these (a clone into `mktemp -d` is mode 700).
  */
-export function folderBlocking(
+export function foldersClosedToOthers(
   target: string,
-  uid: number,
-  gid: number,
-  statOf: (dir: string) => { uid: number; gid: number; mode: number } = statSync,
-): string | undefined {
-  if (uid === 0) return undefined;
+  statOf: (dir: string) => { mode: number } = statSync,
+): string[] {
+  const closed: string[] = [];
   let dir = path.parse(target).root;
   for (const part of path.relative(dir, target).split(path.sep).filter(Boolean)) {
     dir = path.join(dir, part);
-    const st = statOf(dir);
-    const shift = st.uid === uid ? 6 : st.gid === gid ? 3 : 0;
-    if (((st.mode >> shift) & 1) === 0) return dir;
+    if ((statOf(dir).mode & 0o001) === 0) closed.push(dir);
   }
-  return undefined;
+  return closed;
 }

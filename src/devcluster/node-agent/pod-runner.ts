@@ -28,7 +28,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 import { ContainerConfigError, resolveEnv, type EnvSources } from "./env.js";
 import { repoRoot } from "../assets.js";
-import { containerCommand, folderBlocking, type ImageMap } from "./images.js";
+import { containerCommand, type ImageMap } from "./images.js";
 import { mountSteps } from "./mount-script.js";
 import {
   MAX_TERMINATION_MESSAGE_BYTES,
@@ -230,13 +230,6 @@ export class PodRunner {
       try {
         const command = containerCommand(this.deps.imageMap, spec.image ?? "", spec.command, spec.args);
         user = this.containerUser(spec, command.imageUser);
-        const blocked = command.argv.some((arg) => arg.startsWith(repoRoot))
-          ? folderBlocking(repoRoot, user.uid, user.gid)
-          : undefined;
-        if (blocked !== undefined)
-          throw new ContainerConfigError(
-            `uid ${user.uid} cannot enter ${blocked}, which holds this image's files (the checkout ${repoRoot}): make it searchable (chmod o+x ${blocked})`,
-          );
         env = await resolveEnv(this.pod, spec, this.deps.podIP, this.deps.sources);
         writeFileSync(messageFile, "");
         chmodSync(messageFile, 0o666);

@@ -1,6 +1,6 @@
 import {
   containerCommand,
-  folderBlocking,
+  foldersClosedToOthers,
   imageName,
   type ImageMap,
 } from "../../../src/devcluster/node-agent/images.js";
@@ -47,24 +47,23 @@ describe("containerCommand follows Docker's ENTRYPOINT/CMD rules", () => {
   });
 });
 
-describe("folderBlocking", () => {
+describe("foldersClosedToOthers", () => {
   // A checkout made by root with `mktemp -d`: /tmp is 1777, the clone's folder 700.
-  const modes: Record<string, { uid: number; gid: number; mode: number }> = {
-    "/tmp": { uid: 0, gid: 0, mode: 0o1777 },
-    "/tmp/tmp.abc": { uid: 0, gid: 0, mode: 0o700 },
-    "/tmp/tmp.abc/repo": { uid: 0, gid: 0, mode: 0o755 },
-    "/tmp/shared": { uid: 0, gid: 65532, mode: 0o750 },
-    "/tmp/mine": { uid: 1000, gid: 0, mode: 0o700 },
+  const modes: Record<string, number> = {
+    "/tmp": 0o1777,
+    "/tmp/tmp.abc": 0o700,
+    "/tmp/tmp.abc/repo": 0o755,
+    "/srv": 0o750,
+    "/srv/repo": 0o711,
   };
-  const statOf = (dir: string) => modes[dir]!;
+  const statOf = (dir: string) => ({ mode: modes[dir]! });
 
   it.each([
-    ["a private folder stops a non-root user", "/tmp/tmp.abc/repo", 65532, 65532, "/tmp/tmp.abc"],
-    ["root enters anything", "/tmp/tmp.abc/repo", 0, 0, undefined],
-    ["the owner's bits count for the owner", "/tmp/mine", 1000, 1000, undefined],
-    ["the group's bits count for the group", "/tmp/shared", 1000, 65532, undefined],
-    ["others' bits count for the rest", "/tmp/shared", 1000, 1000, "/tmp/shared"],
-  ])("%s", (_, target, uid, gid, expected) => {
-    expect(folderBlocking(target, uid, gid, statOf)).toBe(expected);
+    ["a private mktemp folder above the checkout", "/tmp/tmp.abc/repo", ["/tmp/tmp.abc"]],
+    ["the checkout itself", "/tmp/tmp.abc", ["/tmp/tmp.abc"]],
+    ["search without read is enough", "/srv/repo", ["/srv"]],
+    ["an open path", "/tmp", []],
+  ])("%s", (_, target, expected) => {
+    expect(foldersClosedToOthers(target, statOf)).toEqual(expected);
   });
 });
