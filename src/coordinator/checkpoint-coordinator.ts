@@ -336,8 +336,7 @@ export class CheckpointCoordinator {
       state: "aborted",
       checkpointId: pending.checkpointId,
       kind: pending.kind,
-      cause: pending.abortCause ?? "coordinator-error",
-      reason: pending.abortReason ?? "aborted",
+      ...pending.abortDetails!,
     };
   }
 

@@ -26,6 +26,12 @@ import {
 import type { CheckpointAbortCause } from "./abort-cause.js";
 import type { Clock } from "./interfaces.js";
 
+/** Why a checkpoint was aborted: its kind (a failure or not) and a one-line reason. */
+export interface CheckpointAbort {
+  cause: CheckpointAbortCause;
+  reason: string;
+}
+
 export type PendingCheckpointState = "pending" | "committing" | "completed" | "aborted";
 
 export interface PendingCheckpointInit {
@@ -63,8 +69,7 @@ export class PendingCheckpoint {
   private readonly location: CheckpointLocation;
   private readonly acks = new Map<number, CheckpointAck>();
   private currentState: PendingCheckpointState = "pending";
-  private reasonForAbort: string | null = null;
-  private causeOfAbort: CheckpointAbortCause | null = null;
+  private abortedWith: CheckpointAbort | null = null;
   private fullyAckedAt: number | null = null;
 
   constructor(
@@ -91,14 +96,17 @@ export class PendingCheckpoint {
     return this.currentState;
   }
 
-  /** Why the checkpoint was aborted, naming the task(s) responsible; null unless aborted. */
-  get abortReason(): string | null {
-    return this.reasonForAbort;
+  /** What kind of abort it was and why, naming the task(s) responsible; null unless aborted. */
+  get abortDetails(): CheckpointAbort | null {
+    return this.abortedWith;
   }
 
-  /** What kind of abort it was; null unless aborted. */
+  get abortReason(): string | null {
+    return this.abortedWith?.reason ?? null;
+  }
+
   get abortCause(): CheckpointAbortCause | null {
-    return this.causeOfAbort;
+    return this.abortedWith?.cause ?? null;
   }
 
   get isFullyAcked(): boolean {
@@ -280,11 +288,12 @@ export class PendingCheckpoint {
 
   private abortWith(cause: CheckpointAbortCause, reason: string): void {
     this.currentState = "aborted";
-    this.causeOfAbort = cause;
-    this.reasonForAbort = reason;
+    this.abortedWith = { cause, reason };
   }
 
   private describeEnd(): string {
-    return this.currentState === "aborted" ? `aborted (${this.reasonForAbort ?? ""})` : this.currentState;
+    return this.currentState === "aborted"
+      ? `aborted (${this.abortedWith?.reason ?? ""})`
+      : this.currentState;
   }
 }

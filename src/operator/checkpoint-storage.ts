@@ -48,9 +48,7 @@ export class SecretStorageResolver implements StorageResolver {
     const fingerprint = `${secret.metadata?.uid}/${secret.metadata?.resourceVersion}/${bucket}/${prefix}`;
     const cached = this.stores.get(key);
     if (cached?.fingerprint === fingerprint) return cached.storage;
-    const data = Object.fromEntries(
-      Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]),
-    );
+    const data = Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, decodeBase64(v)]));
     let config: StorageConfig;
     try {
       config = storageConfigFromSecret(data, secretName);
@@ -72,4 +70,9 @@ export class SecretStorageResolver implements StorageResolver {
   forget(key: string): void {
     this.stores.delete(key);
   }
+}
+
+/** A Secret's data value as text (the API server returns Secret data base64-encoded). */
+export function decodeBase64(value: string): string {
+  return Buffer.from(value, "base64").toString("utf8");
 }

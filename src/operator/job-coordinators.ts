@@ -19,36 +19,27 @@ import { CheckpointIdCounter } from "../coordinator/checkpoint-id-counter.js";
 import type { HttpTaskManagerClientOptions } from "../coordinator/http-task-manager-client.js";
 import type { SnapshotStore, TaskManagerClient, Timers } from "../coordinator/interfaces.js";
 import { TASKMANAGER_PORT } from "./desired.js";
-import { isConflict, type EventInput } from "./kube-gateway.js";
+import { isConflict, type KubeGateway } from "./kube-gateway.js";
 import type { OperatorMetrics } from "./metrics.js";
 import type { ObservedPod, SnapshotObservation } from "./planner.js";
 
-/** What the coordinator writes into status; the reconciler never writes these fields. */
-export type CheckpointStatus = Pick<
-  StreamJobStatus,
-  "latestCheckpoint" | "latestSavepoint" | "checkpointCounts"
->;
+/** The status fields the coordinator writes; the reconciler never writes them. */
+const COORDINATOR_MASK = { latestCheckpoint: true, latestSavepoint: true, checkpointCounts: true } as const;
+export const COORDINATOR_FIELDS = Object.keys(COORDINATOR_MASK) as (keyof typeof COORDINATOR_MASK)[];
+export type CheckpointStatus = Pick<StreamJobStatus, keyof typeof COORDINATOR_MASK>;
 
 /** The part of a stored StreamJob a conditional write of the coordinator's fields needs. */
 const StoredCheckpointStatus = z.object({
   metadata: z.object({ uid: z.string(), resourceVersion: z.string().min(1) }),
-  status: StreamJobStatus.pick({ latestCheckpoint: true, latestSavepoint: true, checkpointCounts: true })
-    .partial()
-    .optional(),
+  status: StreamJobStatus.pick(COORDINATOR_MASK).partial().optional(),
 });
 
 /** Writes refused because another writer came in between, before the write is given up. */
 const MAX_CONFLICTS = 10;
 
 export interface JobCoordinatorsDeps {
-  /** The StreamJob as stored now (a quorum read, not a cache), or null when it is gone. */
-  getStreamJob(job: JobRef): Promise<unknown>;
-  /**
-   * Merge-patches the fields if the StreamJob is still at `resourceVersion`: rejects with a 409
-   * (isConflict) when it changed, resolves false when it is gone.
-   */
-  patchStatus(job: JobRef, status: CheckpointStatus, resourceVersion: string): Promise<boolean>;
-  recordEvent(event: EventInput, options?: { aggregate?: boolean }): Promise<void>;
+  /** Quorum reads, conditional status writes (409 when the StreamJob changed since) and events. */
+  gateway: Pick<KubeGateway, "getStreamJob" | "patchStatus" | "recordEvent">;
   /** The client the coordinator reaches one TaskManager with (HttpTaskManagerClient). */
   connect(options: HttpTaskManagerClientOptions): TaskManagerClient;
   /** Asks for a reconcile pass of the job (a snapshot finished, the failure manager gave up...). */
@@ -289,13 +280,19 @@ export class JobCoordinators {
   ): Promise<CheckpointStatus | null> {
     const ref = { namespace: job.metadata.namespace!, name: job.metadata.name! };
     for (let attempt = 1; ; attempt++) {
-      const raw = await this.deps.getStreamJob(ref);
+      const raw = await this.deps.gateway.getStreamJob(ref.namespace, ref.name);
       if (raw === null) return null;
       const stored = StoredCheckpointStatus.parse(raw);
       if (job.metadata.uid !== undefined && stored.metadata.uid !== job.metadata.uid) return null;
       const status = change(stored.status ?? {});
       try {
-        return (await this.deps.patchStatus(ref, status, stored.metadata.resourceVersion)) ? status : null;
+        const written = await this.deps.gateway.patchStatus(
+          ref.namespace,
+          ref.name,
+          status,
+          stored.metadata.resourceVersion,
+        );
+        return written ? status : null;
       } catch (err) {
         if (!isConflict(err) || attempt === MAX_CONFLICTS) throw err;
         this.deps.log.debug(
@@ -372,7 +369,7 @@ export class JobCoordinators {
     message: string,
   ): Promise<void> {
     try {
-      await this.deps.recordEvent({ job, type, reason, message }, { aggregate: true });
+      await this.deps.gateway.recordEvent({ job, type, reason, message }, { aggregate: true });
     } catch (err) {
       this.deps.log.warn({ err, reason }, "recording an event failed");
     }
@@ -386,7 +383,7 @@ type CheckpointRecord = NonNullable<CheckpointStatus["latestSavepoint"]>;
  * more completed, and the record only if it is newer than the stored one (a stale writer's older
  * checkpoint never replaces a newer one).
  */
-export function recordCompleted(
+function recordCompleted(
   stored: CheckpointStatus,
   kind: "checkpoint" | "savepoint",
   record: CheckpointRecord,
@@ -399,7 +396,7 @@ export function recordCompleted(
 }
 
 /** The status fields after a failed checkpoint or savepoint, derived from what is stored. */
-export function recordFailed(stored: CheckpointStatus): CheckpointStatus {
+function recordFailed(stored: CheckpointStatus): CheckpointStatus {
   const counts = stored.checkpointCounts ?? { completed: 0, failed: 0 };
   return { checkpointCounts: { ...counts, failed: counts.failed + 1 } };
 }

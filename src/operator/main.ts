@@ -29,10 +29,7 @@ async function main(): Promise<void> {
   let controller: Controller | undefined = undefined;
   const enqueue = (key: string) => controller?.queue.add(key);
   const coordinators = new JobCoordinators({
-    getStreamJob: (job) => gateway.getStreamJob(job.namespace, job.name),
-    patchStatus: (job, status, resourceVersion) =>
-      gateway.patchStatus(job.namespace, job.name, status, resourceVersion),
-    recordEvent: (event, options) => gateway.recordEvent(event, options),
+    gateway,
     connect: (options) => new HttpTaskManagerClient(options),
     enqueue,
     metrics,

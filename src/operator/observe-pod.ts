@@ -34,7 +34,7 @@ export function observePod(pod: V1Pod): ObservedPod {
 }
 
 /** Short enough for an event and a condition; the end of a log tail is what says most. */
-export const MAX_TERMINATION_MESSAGE_CHARS = 512;
+const MAX_TERMINATION_MESSAGE_CHARS = 512;
 
 function oneLine(message: string): string {
   const line = message.replace(/\s+/g, " ").trim();

@@ -128,7 +128,7 @@ export interface PlannerOptions {
   unreadyTimeoutMs: number;
 }
 
-export const DEFAULT_PLANNER_OPTIONS: PlannerOptions = { unreadyTimeoutMs: 60_000 };
+const DEFAULT_PLANNER_OPTIONS: PlannerOptions = { unreadyTimeoutMs: 60_000 };
 
 const IMAGE_FAILURES = new Set(["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"]);
 
@@ -302,10 +302,7 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
   }
   if (failure) {
     stop(failure);
-    const misconfigured = current.some(
-      (pod) => pod.phase === "Failed" && pod.terminated?.exitCode === EXIT_CONFIGURATION_ERROR,
-    );
-    if (misconfigured) {
+    if (current.some(isMisconfigured)) {
       const message = `${failure}; not restarted: no restart fixes a configuration error; change the spec to redeploy`;
       actions.push({ type: "RecordEvent", eventType: "Warning", reason: "ConfigurationError", message });
       return { ...base, actions, phase: "Failed", reason: "ConfigurationError", message };
@@ -383,6 +380,11 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
   };
 }
 
+/** A TaskManager that exited because it cannot start as the spec says: no restart fixes that. */
+function isMisconfigured(pod: ObservedPod): boolean {
+  return pod.phase === "Failed" && pod.terminated?.exitCode === EXIT_CONFIGURATION_ERROR;
+}
+
 /** Why the current epoch cannot go on, or undefined while it can. */
 function findFailure(
   current: ObservedPod[],
@@ -392,7 +394,7 @@ function findFailure(
 ): string | undefined {
   // A configuration error first: it decides that the job is not restarted.
   const failed =
-    current.find((pod) => pod.phase === "Failed" && pod.terminated?.exitCode === EXIT_CONFIGURATION_ERROR) ??
+    current.find(isMisconfigured) ??
     current.find((pod) => pod.phase === "Failed" || pod.phase === "Succeeded");
   if (failed) {
     const exit = failed.terminated;

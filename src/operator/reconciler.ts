@@ -17,9 +17,14 @@ import { MANIFEST_NAME, manifestKey } from "../api/object-layout.js";
 import type { JobRef } from "../api/protocol.js";
 import { parseStreamJobSpec, StreamJobStatus, type StreamJob } from "../api/streamjob.js";
 import { latestCompletedCheckpoint, missingParts } from "../coordinator/completed-checkpoints.js";
-import { StorageSecretError, type JobStorage, type StorageResolver } from "./checkpoint-storage.js";
+import {
+  decodeBase64,
+  StorageSecretError,
+  type JobStorage,
+  type StorageResolver,
+} from "./checkpoint-storage.js";
 import { ownerReference, type RestoreTarget } from "./desired.js";
-import { jobKey, type JobCoordinators } from "./job-coordinators.js";
+import { COORDINATOR_FIELDS, jobKey, type JobCoordinators } from "./job-coordinators.js";
 import { isNotFound, type KubeGateway } from "./kube-gateway.js";
 import type { OperatorMetrics } from "./metrics.js";
 import { jobSelector, LABELS, OPERATOR_NAME, TOKEN_SECRET_KEY, tokenSecretName } from "./names.js";
@@ -50,9 +55,6 @@ export interface ReconcilerDeps {
   now(): number;
   planner: PlannerOptions;
 }
-
-/** Status fields the checkpoint coordinator writes; the reconciler's patch leaves them alone. */
-const COORDINATOR_FIELDS = ["latestCheckpoint", "latestSavepoint", "checkpointCounts"] as const;
 
 interface Observation {
   observed: Observed;
@@ -128,7 +130,7 @@ export class Reconciler {
       ...(degraded && { degradedSince: Date.parse(degraded.lastTransitionTime) }),
       now: now(),
     };
-    const withToken = token ? { token: Buffer.from(token, "base64").toString("utf8") } : {};
+    const withToken = token ? { token: decodeBase64(token) } : {};
     let storage: JobStorage;
     try {
       storage = await this.deps.storage.resolve(job);

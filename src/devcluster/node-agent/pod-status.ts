@@ -38,7 +38,7 @@ export function podPhase(
 // 4096 bytes; a message taken from the log is its last 80 lines, at most their last 2048 bytes.
 export const MAX_TERMINATION_MESSAGE_BYTES = 4096;
 export const MAX_TERMINATION_MESSAGE_LOG_BYTES = 2048;
-export const MAX_TERMINATION_MESSAGE_LOG_LINES = 80;
+const MAX_TERMINATION_MESSAGE_LOG_LINES = 80;
 
 export type TerminationMessagePolicy = "File" | "FallbackToLogsOnError";
 

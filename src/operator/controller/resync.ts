@@ -4,13 +4,9 @@
 // period is jittered (each one drawn anew from [0.9, 1.1) × period, as controller-runtime does), so
 // replicas and restarts do not line up their passes.
 
-export const RESYNC_JITTER = 0.1;
+import { systemTimers, type Timers } from "../../coordinator/interfaces.js";
 
-/** The timer functions the resync uses; tests pass fakes. */
-export interface Timers {
-  setTimeout(callback: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
+const RESYNC_JITTER = 0.1;
 
 export interface ResyncOptions {
   periodMs: number;
@@ -22,21 +18,16 @@ export interface ResyncOptions {
   timers?: Timers;
 }
 
-const realTimers: Timers = {
-  setTimeout: (callback, ms) => setTimeout(callback, ms),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-};
-
 export class Resync {
   private readonly random: () => number;
   private readonly timers: Timers;
-  private timer: unknown;
+  private cancel: (() => void) | undefined;
   private running = false;
 
   constructor(private readonly options: ResyncOptions) {
     if (!(options.periodMs > 0)) throw new Error(`resync period must be positive, got ${options.periodMs}`);
     this.random = options.random ?? Math.random;
-    this.timers = options.timers ?? realTimers;
+    this.timers = options.timers ?? systemTimers;
   }
 
   /** The next period: within [1 - jitter, 1 + jitter) × periodMs. */
@@ -52,13 +43,13 @@ export class Resync {
 
   stop(): void {
     this.running = false;
-    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancel?.();
+    this.cancel = undefined;
   }
 
   private schedule(): void {
-    this.timer = this.timers.setTimeout(() => {
-      this.timer = undefined;
+    this.cancel = this.timers.setTimeout(() => {
+      this.cancel = undefined;
       if (!this.running) return;
       for (const key of this.options.keys()) this.options.enqueue(key);
       this.schedule();

@@ -2,7 +2,6 @@
 // metric, events), prompt stops, and status writes conditional on what they read, merged again when
 // another writer came first (a stale operator process beside its replacement).
 import { pino } from "pino";
-import type { JobRef } from "../../../src/api/protocol.js";
 import type { StreamJob } from "../../../src/api/streamjob.js";
 import { jobKey, JobCoordinators, type CheckpointStatus } from "../../../src/operator/job-coordinators.js";
 import type { EventInput } from "../../../src/operator/kube-gateway.js";
@@ -64,13 +63,15 @@ function setup(status: CheckpointStatus = {}, recordedId = 0) {
   const events: EventInput[] = [];
   const metrics = new OperatorMetrics();
   const coordinators = new JobCoordinators({
-    getStreamJob: async () => api.get(),
-    patchStatus: async (_ref: JobRef, patch, resourceVersion) => {
-      const written = api.patch(patch, resourceVersion);
-      journal.push(`status ${JSON.stringify(patch)}`);
-      return written;
+    gateway: {
+      getStreamJob: async () => api.get(),
+      patchStatus: async (_namespace, _name, patch, resourceVersion) => {
+        const written = api.patch(patch, resourceVersion ?? "");
+        journal.push(`status ${JSON.stringify(patch)}`);
+        return written;
+      },
+      recordEvent: async (event) => void events.push(event),
     },
-    recordEvent: async (event) => void events.push(event),
     connect: ({ taskIndex }) => tasks[taskIndex]!,
     enqueue: () => {},
     metrics,

@@ -1,7 +1,8 @@
 // The periodic resync under injected timers and randomness: every period is jittered within
 // [0.9, 1.1) × period, each firing queues every key known at that moment, and stop() ends it.
 import { describe, expect, it } from "@jest/globals";
-import { Resync, type Timers } from "../../../src/operator/controller/resync.js";
+import type { Timers } from "../../../src/coordinator/interfaces.js";
+import { Resync } from "../../../src/operator/controller/resync.js";
 
 const PERIOD = 300_000;
 
@@ -12,11 +13,11 @@ function manualTimers() {
   let next = 0;
   const timers: Timers = {
     setTimeout: (callback, ms) => {
-      pending.set(++next, { callback, ms });
+      const handle = ++next;
+      pending.set(handle, { callback, ms });
       delays.push(ms);
-      return next;
+      return () => pending.delete(handle);
     },
-    clearTimeout: (handle) => pending.delete(handle as number),
   };
   const fire = () => {
     expect(pending.size).toBe(1);
