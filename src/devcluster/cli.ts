@@ -27,7 +27,7 @@ async function main(command: string | undefined): Promise<void> {
           `local cluster ready at ${state.apiserverUrl} in ${(state.readyAfterMs / 1000).toFixed(1)}s`,
         );
       console.log(`MinIO at ${state.minioEndpoint} (credentials in Secret default/streamjob-storage)`);
-      console.log(`pod addresses from ${state.podNetwork}`);
+      if (state.podNetwork) console.log(`pod addresses from ${state.podNetwork}`);
       printUsage(state);
       return;
     }

@@ -31,7 +31,8 @@ export interface ClusterState {
   etcdUrl: string;
   minioEndpoint: string;
   /** The 127.N.0.0/16 block this cluster claimed for pod addresses. */
-  podNetwork: string;
+  /** Absent in the state of a cluster started before pod networks were claimed. */
+  podNetwork?: string;
   kubeconfig: string;
   processes: StartedProcess[];
   startedAt: string;

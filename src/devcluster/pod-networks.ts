@@ -6,12 +6,13 @@
 // abstract Unix socket: the kernel frees it when its holder dies, so a crash never leaves it held,
 // and it is scoped like the loopback addresses it protects (one network namespace).
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
+import { writeFileAtomic } from "./files.js";
 
 /** Shared by every cluster on the machine (and every user: sticky and world-writable, like /tmp). */
 export const DEFAULT_CLAIMS_DIR = path.join(os.tmpdir(), "streamjob-devcluster-pod-networks");
@@ -20,7 +21,7 @@ export const DEFAULT_CLAIMS_DIR = path.join(os.tmpdir(), "streamjob-devcluster-p
 export const MARKER_FILE = "pod-network.json";
 
 // 127.0 is the cluster's own components (127.0.0.1); 127.3 is where the integration tests run
-// TaskManagers outside the cluster (test/integration/support/local-job.ts).
+// TaskManagers outside the cluster (test/support/local-job.ts).
 const RESERVED = new Set([0, 3, 255]);
 const CLAIMABLE = Array.from({ length: 256 }, (_, octet) => octet).filter((octet) => !RESERVED.has(octet));
 
@@ -79,7 +80,7 @@ export async function claimPodNetwork(options: ClaimOptions): Promise<number> {
       // A block this folder held before and no longer records is freed at once.
       if (held !== undefined && held !== octet && readClaim(claimsDir, held) === clusterDir)
         rmSync(claimFile(claimsDir, held), { force: true });
-      writeAtomic(path.join(clusterDir, MARKER_FILE), JSON.stringify({ octet }));
+      writeFileAtomic(path.join(clusterDir, MARKER_FILE), JSON.stringify({ octet }));
       return octet;
     }
     throw new Error(
@@ -133,22 +134,11 @@ function readJson(file: string): unknown {
 /** False when the block's stale claim belongs to another user, who alone may replace it. */
 function writeClaim(claimsDir: string, octet: number, clusterDir: string): boolean {
   try {
-    writeAtomic(claimFile(claimsDir, octet), JSON.stringify({ clusterDir }));
+    writeFileAtomic(claimFile(claimsDir, octet), JSON.stringify({ clusterDir }));
     return true;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "EPERM" || code === "EACCES") return false;
-    throw err;
-  }
-}
-
-function writeAtomic(file: string, content: string): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, content, { mode: 0o644 });
-  try {
-    renameSync(tmp, file);
-  } catch (err) {
-    rmSync(tmp, { force: true });
     throw err;
   }
 }

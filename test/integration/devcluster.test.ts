@@ -110,7 +110,7 @@ test("a shell pod from an unmapped image runs with its own loopback IP and a kub
 
 test("the cluster holds its own pod address block, and `cluster:up` on the running cluster keeps it", async () => {
   const before = readState(testClusterDir)!;
-  const octet = Number(/^127\.(\d+)\.0\.0\/16$/.exec(before.podNetwork)?.[1]);
+  const octet = Number(/^127\.(\d+)\.0\.0\/16$/.exec(before.podNetwork ?? "")?.[1]);
   expect(claimOwner(octet)).toBe(testClusterDir);
   const { stdout } = await promisify(execFile)(process.execPath, ["dist/devcluster/cli.js", "up"], {
     cwd: repoRoot,

@@ -3,6 +3,7 @@
 import { createReadStream, existsSync, readFileSync, statSync, watch } from "node:fs";
 import https from "node:https";
 import path from "node:path";
+import { tailLines } from "./pod-status.js";
 
 export interface LogServerOptions {
   port: number;
@@ -39,12 +40,9 @@ export function startLogServer(options: LogServerOptions): https.Server {
       const tail = url.searchParams.get("tailLines");
       let offset = 0;
       if (tail !== null) {
-        const lines = readFileSync(file, "utf8").split("\n");
-        if (lines.at(-1) === "") lines.pop();
-        const kept = lines.slice(-Number(tail));
-        const text = kept.length ? kept.join("\n") + "\n" : "";
-        res.write(text);
-        offset = statSync(file).size;
+        const bytes = readFileSync(file);
+        res.write(tailLines(bytes, Number(tail)));
+        offset = bytes.length;
       }
       const follow = url.searchParams.get("follow") === "true";
       if (!follow) {

@@ -2,8 +2,9 @@
 // container's private mount namespace: emptyDir, secret, configMap, downwardAPI, hostPath and
 // projected (the ServiceAccount token volume the admission plugin adds to every pod).
 import type { V1Container, V1Pod, V1Volume, V1VolumeProjection } from "@kubernetes/client-node";
-import { chownSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { chownSync, mkdirSync } from "node:fs";
 import path from "node:path";
+import { writeFileAtomic } from "../files.js";
 import { ContainerConfigError } from "./env.js";
 
 export interface VolumeSources {
@@ -19,13 +20,6 @@ export interface Mount {
   readOnly: boolean;
   /** A single file (the termination message file) rather than a folder. */
   file?: boolean;
-}
-
-function writeAtomic(file: string, content: string, mode: number): void {
-  mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, content, { mode });
-  renameSync(tmp, file);
 }
 
 /** The earliest time, in ms from now, at which some projected token should be renewed (80% of its life). */
@@ -83,7 +77,7 @@ export class PodVolumes {
           if (refresh !== undefined) refreshInMs = Math.min(refreshInMs ?? Infinity, refresh);
         }
       }
-      for (const [name, content] of Object.entries(files)) writeAtomic(path.join(dir, name), content, 0o644);
+      for (const [name, content] of Object.entries(files)) writeFileAtomic(path.join(dir, name), content);
       if (this.owner && volume.emptyDir) chownSync(dir, this.owner.uid, this.owner.gid);
     }
     return refreshInMs;

@@ -200,10 +200,21 @@ export class CheckpointExecutor {
     const { keyPrefix, bucket } = request.storage;
     const location = this.options.sinkLocation ?? this.sinkLocationOfTrigger(request);
     this.sinkLocation = location;
-    const [parts] = await Promise.all([
-      this.uploadState(this.options.storage(bucket), keyPrefix, cut, signal),
-      abortable(this.options.sink.stageThrough(cut.checkpointId, location), signal),
+    // Whichever of the two fails first stops the other, and both have ended before the caller
+    // releases the snapshot: a state upload never reads a released snapshot.
+    const stop = new AbortController();
+    const either = AbortSignal.any([signal, stop.signal]);
+    const stopOthers = (err: unknown): never => {
+      stop.abort(err);
+      throw err;
+    };
+    const [state, staged] = await Promise.allSettled([
+      this.uploadState(this.options.storage(bucket), keyPrefix, cut, either).catch(stopOthers),
+      abortable(this.options.sink.stageThrough(cut.checkpointId, location), either).catch(stopOthers),
     ]);
+    // The first failure: every rejection went through stopOthers.
+    if (state.status === "rejected" || staged.status === "rejected") throw stop.signal.reason;
+    const parts = state.value;
     return {
       checkpointId: cut.checkpointId,
       epoch: this.options.epoch,

@@ -143,7 +143,7 @@ export class KeyGroupedStateBackend implements KeyedState {
       slot.entries.delete(key);
       return;
     }
-    this.saveForSnapshots(slot, key);
+    this.saveForSnapshots(key, current);
     const tombstone = new Tombstone(slot, key, this.snapshotsTaken);
     slot.entries.set(key, tombstone);
     slot.tombstones++;
@@ -206,15 +206,18 @@ export class KeyGroupedStateBackend implements KeyedState {
   }
 
   private write(slot: KeyGroupSlot, key: string, value: JsonValue): void {
-    if (this.held.length > 0) this.saveForSnapshots(slot, key);
-    if (slot.tombstones > 0 && slot.entries.get(key) instanceof Tombstone) slot.tombstones--;
+    if (this.held.length > 0 || slot.tombstones > 0) {
+      const current = slot.entries.get(key);
+      if (this.held.length > 0) this.saveForSnapshots(key, current);
+      if (current instanceof Tombstone) slot.tombstones--;
+    }
     slot.entries.set(key, value);
   }
 
-  /** Before the first change of `key` since each held snapshot began: keep its value for it. */
-  private saveForSnapshots(slot: KeyGroupSlot, key: string): void {
+  /** Before the first change of `key` since each held snapshot began: keep its value (`current`) for it. */
+  private saveForSnapshots(key: string, current: JsonValue | Tombstone | undefined): void {
     for (const snapshot of this.held) {
-      if (!snapshot.saved.has(key)) snapshot.saved.set(key, slot.entries.get(key) ?? ABSENT);
+      if (!snapshot.saved.has(key)) snapshot.saved.set(key, current ?? ABSENT);
     }
   }
 

@@ -38,7 +38,7 @@ const Entry = z.object({ g: z.int().nonnegative(), k: z.string(), v: JsonValueSc
 // Lines are joined into chunks of about this size so the upload sees few, large writes.
 const CHUNK_CHARS = 64 * 1024;
 
-/** Streams the snapshot in the part format; the snapshot must not change while it is read. */
+/** Streams the snapshot in the part format; it must not be released before the stream ends. */
 export function encodeStatePart(snapshot: KeyedStateSnapshot): Readable {
   return Readable.from(statePartChunks(snapshot), { objectMode: false });
 }
