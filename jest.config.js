@@ -22,4 +22,7 @@ export default {
   ],
   reporters: ["default", "<rootDir>/test/summary-reporter.cjs"],
   testTimeout: 120000,
+  // Integration files share one local cluster, and the chaos test pauses its API server and MinIO:
+  // one file at a time (what jest picks on 2 cores anyway; the unit tests take about a minute).
+  maxWorkers: 1,
 };

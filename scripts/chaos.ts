@@ -123,7 +123,13 @@ async function main(): Promise<number> {
     } catch {
       // no bucket: the run failed before creating it
     }
-    if (startedCluster && process.env.KEEP_CLUSTER !== "1") cluster.cli("down");
+    if (startedCluster && process.env.KEEP_CLUSTER !== "1") {
+      try {
+        cluster.cli("down");
+      } catch (err) {
+        console.error(`cleanup: cluster:down failed: ${(err as Error).message}`);
+      }
+    }
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const)
     process.once(signal, () => {

@@ -5,9 +5,8 @@
 // restart → delete. The sequence job fails a task on any gap or duplicate in its state, and the
 // committed output is checked for the same after every step.
 import path from "node:path";
-import { CustomObjectsApi } from "@kubernetes/client-node";
 import { jobDirectory } from "../../src/api/object-layout.js";
-import { GROUP, PLURAL, VERSION, type StreamJob } from "../../src/api/streamjob.js";
+import type { StreamJob } from "../../src/api/streamjob.js";
 import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
 import { MinioObjectStore } from "../../src/storage/minio-object-store.js";
 import { clients, containerPid, kubectl, repoRoot, waitFor } from "./support/cluster.js";
@@ -15,6 +14,7 @@ import { storageConfig } from "./support/minio.js";
 import { operatorUrl } from "../support/operator-release.js";
 import { installOperator, type InstalledOperator } from "./support/operator.js";
 import {
+  createStreamJob,
   getStreamJob,
   installCrd,
   jobNamespace,
@@ -22,8 +22,7 @@ import {
   waitForStreamJob,
 } from "./support/streamjobs.js";
 
-const { kc, core } = clients();
-const custom = kc.makeApiClient(CustomObjectsApi);
+const { core } = clients();
 const example = path.join(repoRoot, "manifests", "examples", "sequence.yaml");
 const JOB = "sequence";
 
@@ -178,13 +177,7 @@ test("a job whose storage Secret is missing is Degraded with an event; nothing i
   const broken = JSON.parse(manifest) as StreamJob;
   broken.metadata = { name: "no-secret", namespace: ns };
   broken.spec.checkpoint.storage.secretName = "does-not-exist";
-  await custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace: ns,
-    plural: PLURAL,
-    body: broken,
-  });
+  await createStreamJob(ns, broken);
   const degraded = await waitFor("Degraded", async () => {
     const current = await job("no-secret");
     return current.status?.conditions?.find((c) => c.type === "Degraded" && c.status === "True");
@@ -195,13 +188,7 @@ test("a job whose storage Secret is missing is Degraded with an event; nothing i
   expect(await pods("no-secret")).toEqual([]);
   // The running job is untouched by its neighbour's trouble.
   expect((await job()).status?.phase).toBe("Running");
-  await custom.deleteNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace: ns,
-    plural: PLURAL,
-    name: "no-secret",
-  });
+  await kubectl("delete", "sj", "no-secret", "-n", ns);
 });
 
 test("deleting the StreamJob removes its pods and token Secret; its checkpoints stay in storage", async () => {

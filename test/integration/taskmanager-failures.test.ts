@@ -3,14 +3,12 @@
 // with the chart) puts it into the StreamJob's events and Degraded condition. A configuration error
 // fails the job at once instead of restarting it up to maxRestarts times; a spec change redeploys.
 // A TaskManager killed by its liveness probe reads as such, not as a clean exit.
-import { readFileSync } from "node:fs";
-import path from "node:path";
-import { CustomObjectsApi } from "@kubernetes/client-node";
-import { parse } from "yaml";
-import { GROUP, PLURAL, VERSION, type StreamJob } from "../../src/api/streamjob.js";
-import { clients, containerPid, kubectl, repoRoot } from "./support/cluster.js";
+import { sequenceExample } from "../support/streamjob.js";
+import { sleep } from "../support/wait.js";
+import { clients, containerPid, kubectl } from "./support/cluster.js";
 import { installOperator, type InstalledOperator } from "./support/operator.js";
 import {
+  createStreamJob,
   getStreamJob,
   installCrd,
   jobNamespace,
@@ -18,8 +16,7 @@ import {
   waitForStreamJob,
 } from "./support/streamjobs.js";
 
-const { kc, core } = clients();
-const custom = kc.makeApiClient(CustomObjectsApi);
+const { core } = clients();
 const JOB = "misnamed";
 const WHY = 'job.name "nope": not a built-in job (sequence, wordcount) nor an absolute module path';
 
@@ -45,21 +42,13 @@ async function jobEvents(): Promise<{ reason: string; message: string }[]> {
 }
 
 test("an unknown job.name fails the job with the TaskManager's reason, without restarts, until the spec changes", async () => {
-  const example = parse(
-    readFileSync(path.join(repoRoot, "manifests", "examples", "sequence.yaml"), "utf8"),
-  ) as StreamJob;
+  const example = sequenceExample();
   const body = {
     ...example,
     metadata: { name: JOB, namespace: ns },
     spec: { ...example.spec, parallelism: 1, job: { name: "nope" }, restart: { maxRestarts: 5 } },
   };
-  await custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace: ns,
-    plural: PLURAL,
-    body,
-  });
+  await createStreamJob(ns, body);
 
   const failed = await waitForStreamJob(ns, JOB, "phase Failed", (j) => j.status?.phase === "Failed", 90_000);
   expect(failed.status).toMatchObject({ epoch: 1, restarts: 0 });
@@ -79,7 +68,7 @@ test("an unknown job.name fails the job with the TaskManager's reason, without r
   expect(events.some((event) => event.reason === "Restarting")).toBe(false);
 
   // Given time to restart (its backoff starts at 1s), it does not: still the one pod of epoch 1.
-  await new Promise((resolve) => setTimeout(resolve, 8_000));
+  await sleep(8_000);
   const later = await getStreamJob(ns, JOB);
   expect(later.status).toMatchObject({ phase: "Failed", epoch: 1, restarts: 0 });
   expect((await taskManagerPods(ns, JOB)).map((p) => p.metadata?.name)).toEqual([`${JOB}-tm-1-0`]);

@@ -1,14 +1,13 @@
 // What the tests that run StreamJobs share: the CRD installed, a namespace jobs can run in, and
 // reading a StreamJob and its TaskManager pods.
-import { CustomObjectsApi, type V1Pod } from "@kubernetes/client-node";
+import type { V1Pod } from "@kubernetes/client-node";
 import { GROUP, PLURAL, VERSION, type StreamJob } from "../../../src/api/streamjob.js";
 import { jobPodSelector } from "../../support/pods.js";
 import { applyCrd } from "../../support/streamjob.js";
 import { clients, createNamespace, testCluster, waitFor } from "./cluster.js";
 import { storageSecretData } from "./minio.js";
 
-const { kc, core } = clients();
-const custom = kc.makeApiClient(CustomObjectsApi);
+const { core, custom } = clients();
 
 export const RESTRICTED = { "pod-security.kubernetes.io/enforce": "restricted" };
 
@@ -25,6 +24,17 @@ export async function jobNamespace(prefix: string): Promise<string> {
     body: { metadata: { name: "streamjob-storage" }, stringData: await storageSecretData() },
   });
   return namespace;
+}
+
+/** Creates the StreamJob in `namespace` (the body's own namespace is ignored). */
+export async function createStreamJob(namespace: string, body: object): Promise<void> {
+  await custom.createNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: PLURAL,
+    body,
+  });
 }
 
 export async function getStreamJob(namespace: string, name: string): Promise<StreamJob> {

@@ -1,5 +1,5 @@
 import { CheckpointIdCounter } from "../../../src/coordinator/checkpoint-id-counter.js";
-import { randomInt, seededRandom } from "../support/random.js";
+import { randomInt, seededRandom } from "../../support/random.js";
 
 describe("CheckpointIdCounter", () => {
   it.each<[number | null, number[], number]>([

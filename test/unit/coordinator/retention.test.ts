@@ -4,7 +4,7 @@ import { CheckpointManifest } from "../../../src/api/protocol.js";
 import type { StoredCheckpoint } from "../../../src/coordinator/interfaces.js";
 import { planRetention, type RetentionInput } from "../../../src/coordinator/retention.js";
 import { JOB, sha256 } from "../support/checkpoints.js";
-import { randomInt, seededRandom } from "../support/random.js";
+import { randomInt, seededRandom } from "../../support/random.js";
 
 const dir = (kind: CheckpointKind, checkpointId: number): string =>
   checkpointDirectory({ basePrefix: "cp", namespace: JOB.namespace, name: JOB.name, kind, checkpointId });

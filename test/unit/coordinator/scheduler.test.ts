@@ -5,7 +5,7 @@ import {
   type TriggerDecision,
 } from "../../../src/coordinator/scheduler.js";
 import { FakeClock } from "../support/fake-clock.js";
-import { randomInt, seededRandom } from "../support/random.js";
+import { randomInt, seededRandom } from "../../support/random.js";
 
 const policy: SchedulerPolicy = { intervalMs: 10_000, timeoutMs: 60_000, minPauseMs: 0, maxConcurrent: 1 };
 const NOW = 1_000_000;

@@ -10,7 +10,7 @@ import {
   type LeaderElectionOptions,
   type LeaseApi,
 } from "../../../src/operator/controller/leader-election.js";
-import { randomInt, seededRandom } from "../support/random.js";
+import { randomInt, seededRandom } from "../../support/random.js";
 
 const NAMESPACE = "streamjob-system";
 const NAME = "streamjob-operator";

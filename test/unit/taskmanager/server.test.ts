@@ -16,6 +16,7 @@ import {
   taskConfig,
   writeCheckpoint,
 } from "./support/fixtures.js";
+import { waitUntil } from "../support/wait.js";
 
 const TOKEN = "test-token-0123456789abcdef";
 const jobDirectory = "checkpoints/default/orders/";
@@ -420,11 +421,3 @@ describe("start-up", () => {
     expect((await status(taskManager)).ready).toBe(false);
   });
 });
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
