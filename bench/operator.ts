@@ -21,14 +21,10 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { GROUP, PLURAL, VERSION } from "../src/api/streamjob.js";
-import {
-  MinioObjectStore,
-  STORAGE_SECRET_NAME,
-  storageConfigFromSecret,
-} from "../src/storage/minio-object-store.js";
+import { MinioObjectStore, storageConfigFromSecret } from "../src/storage/minio-object-store.js";
 import { repoRoot } from "../test/support/local-cluster.js";
 import { chartPath } from "../test/support/operator-release.js";
-import { storageSecretData } from "../test/support/storage.js";
+import { createJobNamespace, removeBucket, storageSecretData } from "../test/support/storage.js";
 import { rssMiB } from "./measure.js";
 import { benchIdle, operatorPod } from "./operator/idle.js";
 import { benchRecovery } from "./operator/recovery.js";
@@ -112,12 +108,8 @@ async function main(): Promise<void> {
         .helm("uninstall", ctx.release, "--namespace", namespace, "--wait", "--timeout", "60s")
         .catch((err: Error) => console.warn(`cleanup: ${err.message}`));
     await core.deleteNamespace({ name: namespace }).catch(() => undefined);
-    try {
-      await store.delete(await store.list(""));
-      await store.client.removeBucket(bucket);
-    } catch {
-      // no bucket: the job never started
-    }
+    // No bucket when the job never started.
+    await removeBucket(store).catch(() => undefined);
     if (KEEP_CLUSTER) {
       await waitFor(
         `namespace ${namespace} deleted`,
@@ -141,24 +133,7 @@ async function main(): Promise<void> {
   });
 
   try {
-    await core.createNamespace({
-      body: {
-        metadata: {
-          name: namespace,
-          labels: { "streamjob.dev/bench": "operator", "pod-security.kubernetes.io/enforce": "restricted" },
-        },
-      },
-    });
-    await waitFor(
-      `ServiceAccount ${namespace}/default`,
-      async () => !!(await core.readNamespacedServiceAccount({ name: "default", namespace })),
-      60_000,
-      200,
-    );
-    await core.createNamespacedSecret({
-      namespace,
-      body: { metadata: { name: STORAGE_SECRET_NAME }, stringData: storageData },
-    });
+    await createJobNamespace(core, namespace, storageData, { "streamjob.dev/bench": "operator" });
     await cluster.kubectl("apply", "--server-side", "-f", path.join(repoRoot, "crds", "streamjob.yaml"));
     let t = performance.now();
     await cluster.helm(

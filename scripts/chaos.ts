@@ -20,7 +20,6 @@ import { isAlive } from "../src/devcluster/processes.js";
 import {
   ensureBucket,
   MinioObjectStore,
-  STORAGE_SECRET_NAME,
   storageConfigFromSecret,
 } from "../src/storage/minio-object-store.js";
 import { verifySequenceOutput } from "../src/taskmanager/job/builtin/sequence.js";
@@ -38,7 +37,7 @@ import {
 import { LocalCluster, repoRoot } from "../test/support/local-cluster.js";
 import { installOperatorRelease, type OperatorRelease } from "../test/support/operator-release.js";
 import { seededRandom } from "../test/support/random.js";
-import { storageSecretData } from "../test/support/storage.js";
+import { createJobNamespace, removeBucket, storageSecretData } from "../test/support/storage.js";
 import { applyCrd, sequenceExample } from "../test/support/streamjob.js";
 import { sleep, waitFor } from "../test/support/wait.js";
 
@@ -117,12 +116,8 @@ async function main(): Promise<number> {
     ).catch(() => console.error(`cleanup: ${JOB} still there after 30 s`));
     await operator?.uninstall().catch((err: Error) => console.error(`cleanup: ${err.message}`));
     await core.deleteNamespace({ name: namespace }).catch(() => undefined);
-    try {
-      await store.delete(await store.list(""));
-      await store.client.removeBucket(bucket);
-    } catch {
-      // no bucket: the run failed before creating it
-    }
+    // No bucket when the run failed before creating it.
+    await removeBucket(store).catch(() => undefined);
     if (startedCluster && process.env.KEEP_CLUSTER !== "1") {
       try {
         cluster.cli("down");
@@ -141,16 +136,7 @@ async function main(): Promise<number> {
   const summary: ChaosSummary = { faults: 0, violations: 0, gaps: 0, duplicates: 0 };
   try {
     await applyCrd(cluster);
-    await core.createNamespace({
-      body: { metadata: { name: namespace, labels: { "pod-security.kubernetes.io/enforce": "restricted" } } },
-    });
-    await waitFor(`ServiceAccount ${namespace}/default`, () =>
-      core.readNamespacedServiceAccount({ name: "default", namespace }),
-    );
-    await core.createNamespacedSecret({
-      namespace,
-      body: { metadata: { name: STORAGE_SECRET_NAME }, stringData: storageData },
-    });
+    await createJobNamespace(core, namespace, storageData);
     await ensureBucket(store);
     operator = await installOperatorRelease(cluster, namespace, [namespace]);
     const example = sequenceExample();

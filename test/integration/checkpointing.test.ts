@@ -12,7 +12,8 @@ import path from "node:path";
 import { LocalJob, type TaskManagerProcess } from "../support/local-job.js";
 import { waitFor } from "../support/wait.js";
 import { testClusterDir } from "./support/cluster.js";
-import { removeBucket, storageConfig, storeOnFreshBucket } from "./support/minio.js";
+import { removeBucket } from "../support/storage.js";
+import { storageConfig, storeOnFreshBucket } from "./support/minio.js";
 
 let store: MinioObjectStore;
 let storage: StorageConfig;

@@ -12,7 +12,8 @@ import {
 import { ObjectNotFoundError } from "../../src/storage/object-store.js";
 import { CorruptManifestError, ObjectSnapshotStore } from "../../src/storage/snapshot-store.js";
 import { manifestFor } from "../unit/storage/fixtures.js";
-import { incompleteUploads, removeBucket, storageConfig, storeOnFreshBucket } from "./support/minio.js";
+import { incompleteUploads, removeBucket } from "../support/storage.js";
+import { storageConfig, storeOnFreshBucket } from "./support/minio.js";
 
 const MB = 1_000_000;
 const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");

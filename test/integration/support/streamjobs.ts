@@ -1,10 +1,12 @@
 // What the tests that run StreamJobs share: the CRD installed, a namespace jobs can run in, and
 // reading a StreamJob and its TaskManager pods.
+import { randomBytes } from "node:crypto";
 import type { V1Pod } from "@kubernetes/client-node";
 import { GROUP, PLURAL, VERSION, type StreamJob } from "../../../src/api/streamjob.js";
 import { jobPodSelector } from "../../support/pods.js";
+import { createJobNamespace } from "../../support/storage.js";
 import { applyCrd } from "../../support/streamjob.js";
-import { clients, createNamespace, testCluster, waitFor } from "./cluster.js";
+import { clients, testCluster, waitFor } from "./cluster.js";
 import { storageSecretData } from "./minio.js";
 
 const { core, custom } = clients();
@@ -18,11 +20,8 @@ export function installCrd(): Promise<void> {
 
 /** A namespace enforcing the restricted Pod Security Standard, with the cluster's storage Secret. */
 export async function jobNamespace(prefix: string): Promise<string> {
-  const namespace = await createNamespace(core, prefix, RESTRICTED);
-  await core.createNamespacedSecret({
-    namespace,
-    body: { metadata: { name: "streamjob-storage" }, stringData: await storageSecretData() },
-  });
+  const namespace = `${prefix}-${randomBytes(3).toString("hex")}`;
+  await createJobNamespace(core, namespace, await storageSecretData());
   return namespace;
 }
 
