@@ -2,6 +2,7 @@
 // to write and where the manifest goes), the snapshot store (which lists and deletes) and the
 // TaskManager (which reads a manifest on restore). See docs/protocol.md, "Object layout".
 //
+//   <prefix>/<namespace>/<job>/chk-<id>/_triggered             the id, recorded before any task is triggered
 //   <prefix>/<namespace>/<job>/chk-<id>/_metadata              the manifest: the commit point
 //   <prefix>/<namespace>/<job>/chk-<id>/task-<index>/...       parts written by one task
 //   <prefix>/<namespace>/<job>/savepoint-<id>/...              same shape; never deleted automatically
@@ -9,6 +10,13 @@
 export type CheckpointKind = "checkpoint" | "savepoint";
 
 export const MANIFEST_NAME = "_metadata";
+
+/**
+ * Written by the coordinator before it triggers any task, so the id is in storage before anything can
+ * act on it: an operator that takes over resumes its ids above it even when no task wrote a part
+ * (after Flink's CheckpointIDCounter, which persists an id before handing it out).
+ */
+export const TRIGGER_RECORD_NAME = "_triggered";
 
 const DIRECTORY_PREFIX: Record<CheckpointKind, string> = { checkpoint: "chk-", savepoint: "savepoint-" };
 
@@ -36,6 +44,11 @@ export function checkpointDirectory(location: CheckpointLocation): string {
 /** Key of the checkpoint's manifest. */
 export function manifestKey(location: CheckpointLocation): string {
   return `${checkpointDirectory(location)}${MANIFEST_NAME}`;
+}
+
+/** Key of the record that the checkpoint's id was handed out (TRIGGER_RECORD_NAME). */
+export function triggerRecordKey(location: CheckpointLocation): string {
+  return `${checkpointDirectory(location)}${TRIGGER_RECORD_NAME}`;
 }
 
 /** Key prefix under which task `taskIndex` must write all of its parts, ending in "/". */

@@ -4,6 +4,8 @@
 // for a redeploy, upgrade, scale, suspend, restart or operator shutdown aborts what is in flight, but
 // nothing failed. The list is closed, so it can label a metric.
 export const CHECKPOINT_ABORT_CAUSES = [
+  /** Recording the id in storage before the trigger failed: no task was triggered. */
+  "trigger-record-failed",
   /** A task declined: its snapshot or upload failed. */
   "declined",
   /** The deadline passed before every task acknowledged. */

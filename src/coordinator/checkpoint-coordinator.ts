@@ -207,7 +207,8 @@ export class CheckpointCoordinator {
     const { signal } = this.stopping;
     let outcome: CheckpointOutcome;
     try {
-      await this.collect(pending, signal);
+      await this.recordTrigger(pending, signal);
+      if (pending.state === "pending") await this.collect(pending, signal);
       outcome = pending.state === "committing" ? await this.commit(pending) : this.aborted(pending);
     } catch (err) {
       pending.abort(
@@ -234,6 +235,41 @@ export class CheckpointCoordinator {
     this.cleanUp();
     this.schedule(0);
     return outcome;
+  }
+
+  /**
+   * Puts the id into storage before any task hears of it, so that no later coordinator can hand it
+   * out again (its ids resume above every directory in storage). Aborts the checkpoint when the PUT
+   * fails or outlasts the deadline; a stop cuts the wait short.
+   */
+  private async recordTrigger(pending: PendingCheckpoint, signal: AbortSignal): Promise<void> {
+    const { checkpointId, kind, epoch, triggeredAt, deadline } = pending;
+    if (signal.aborted) return;
+    const failure = await new Promise<string | null>((resolve) => {
+      const settle = (outcome: string | null) => {
+        cancelDeadline();
+        signal.removeEventListener("abort", onStop);
+        resolve(outcome);
+      };
+      const onStop = () => settle(null);
+      signal.addEventListener("abort", onStop, { once: true });
+      const cancelDeadline = this.options.timers.setTimeout(
+        () => settle("it did not finish before the checkpoint's deadline"),
+        Math.max(0, deadline - this.options.clock.now()),
+      );
+      this.options.store
+        .recordTrigger({ job: this.options.job, kind, checkpointId, epoch, triggeredAt })
+        .then(
+          () => settle(null),
+          (err: Error) => settle(err.message),
+        );
+    });
+    if (failure !== null && pending.state === "pending") {
+      pending.abort(
+        "trigger-record-failed",
+        `recording ${kind} ${checkpointId} in storage before triggering failed: ${failure}`,
+      );
+    }
   }
 
   /** Triggers every task and long-polls each one until the checkpoint leaves "pending". */
@@ -381,7 +417,8 @@ export class CheckpointCoordinator {
     signal: AbortSignal,
   ): Promise<void> {
     this.abortedIds.add(outcome.checkpointId);
-    if (!signal.aborted) {
+    // No task heard of a checkpoint whose id could not be recorded: nothing to tell them.
+    if (!signal.aborted && outcome.cause !== "trigger-record-failed") {
       const request = {
         checkpointId: outcome.checkpointId,
         epoch: pending.epoch,

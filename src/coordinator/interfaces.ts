@@ -93,8 +93,22 @@ export class CorruptManifestError extends Error {
   }
 }
 
+/** What `_triggered` holds: for people reading the bucket; only its existence is relied on. */
+export interface TriggerRecord {
+  job: JobRef;
+  kind: CheckpointKind;
+  checkpointId: number;
+  epoch: number;
+  triggeredAt: number;
+}
+
 /** Checkpoint objects in one bucket under one base prefix (see src/api/object-layout.ts). */
 export interface SnapshotStore {
+  /**
+   * Writes `_triggered` into the checkpoint's directory: the id is taken, whatever happens next. Resolves
+   * once it is stored; the coordinator triggers no task before.
+   */
+  recordTrigger(record: TriggerRecord): Promise<void>;
   /** Writes `_metadata` in one PUT (the commit point) and resolves with its key. */
   putManifest(manifest: CheckpointManifest): Promise<string>;
   /** The parsed manifest, or null when no object exists at `key`; rejects when it does not parse. */

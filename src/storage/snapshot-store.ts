@@ -6,6 +6,7 @@ import {
   MANIFEST_NAME,
   manifestKey,
   parseCheckpointDirectoryName,
+  triggerRecordKey,
 } from "../api/object-layout.js";
 import {
   CheckpointManifest,
@@ -17,6 +18,7 @@ import {
   CorruptManifestError,
   type SnapshotStore,
   type StoredCheckpoint,
+  type TriggerRecord,
 } from "../coordinator/interfaces.js";
 
 export { CorruptManifestError };
@@ -28,6 +30,12 @@ export class ObjectSnapshotStore implements SnapshotStore {
     /** Key prefix shared by every job's checkpoints in the bucket; may be empty. */
     readonly basePrefix: string,
   ) {}
+
+  async recordTrigger(record: TriggerRecord): Promise<void> {
+    const { job, kind, checkpointId } = record;
+    const key = triggerRecordKey({ basePrefix: this.basePrefix, ...job, kind, checkpointId });
+    await this.objects.put(key, Buffer.from(`${JSON.stringify(record)}\n`));
+  }
 
   async putManifest(manifest: CheckpointManifest): Promise<string> {
     const parsed = CheckpointManifest.safeParse(manifest);

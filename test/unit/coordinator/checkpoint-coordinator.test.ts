@@ -97,6 +97,18 @@ function setup(
   return { coordinator, tasks, objects, store, journal, completed, aborted, restarts };
 }
 
+/** Every method of `store`, bound, to override some of them. */
+function delegate(store: SnapshotStore): SnapshotStore {
+  return {
+    recordTrigger: (record) => store.recordTrigger(record),
+    putManifest: (manifest) => store.putManifest(manifest),
+    getManifest: (key) => store.getManifest(key),
+    listCheckpoints: (j) => store.listCheckpoints(j),
+    deleteObjects: (keys) => store.deleteObjects(keys),
+    statObject: (key) => store.statObject(key),
+  };
+}
+
 const key = (id: number) => manifestKey({ ...storage, ...job, kind: "checkpoint", checkpointId: id });
 
 test("a checkpoint commits its manifest, is recorded, and only then are the tasks notified", async () => {
@@ -254,14 +266,56 @@ test("a manifest whose part disappeared is passed over for restore, with the rea
   expect(skipped).toEqual([{ checkpointId: 2, reason: `part ${manifest!.parts[0]!.key} is missing` }]);
 });
 
+test("the id is in storage before any task is triggered, so a coordinator taking over never reuses it", async () => {
+  const callsWhenStored: string[][] = [];
+  const first: Setup = setup({
+    wrapStore: (inner) => ({
+      ...delegate(inner),
+      recordTrigger: async (record) => {
+        await inner.recordTrigger(record);
+        callsWhenStored.push(first.tasks.flatMap((task) => task.calls));
+      },
+    }),
+  });
+  // Every task hangs: the operator is lost mid-checkpoint, before any task wrote a part.
+  for (const task of first.tasks) task.behaviour = "hang";
+  const pending = first.coordinator.triggerCheckpoint();
+  await waitUntil(() => first.tasks.every((task) => task.calls.includes("trigger 1")));
+  expect(callsWhenStored).toEqual([[]]);
+  expect(await first.objects.list("checkpoints/default/orders/chk-1/task-")).toEqual([]);
+
+  // What the next operator finds in storage while the first checkpoint is still in flight.
+  const stored = (await first.store.listCheckpoints(job)).map((c) => c.checkpointId);
+  expect(stored).toEqual([1]);
+  const second = setup({ objects: first.objects, storedIds: stored });
+  const outcome = await second.coordinator.triggerCheckpoint();
+  expect(outcome).toMatchObject({ state: "completed", checkpoint: { checkpointId: 2 } });
+  await first.coordinator.stop("the operator lost its lease");
+  expect(await pending).toMatchObject({ state: "aborted", cause: "coordinator-stopped" });
+  await second.coordinator.stop();
+});
+
+test("a trigger record that cannot be written aborts the checkpoint before any task hears of it", async () => {
+  const { coordinator, tasks, aborted } = setup({
+    wrapStore: (inner) => ({
+      ...delegate(inner),
+      recordTrigger: () => Promise.reject(new Error("503 SlowDown")),
+    }),
+  });
+  const outcome = await coordinator.triggerCheckpoint();
+  expect(outcome).toMatchObject({ state: "aborted", cause: "trigger-record-failed" });
+  expect(outcome.state === "aborted" && outcome.reason).toBe(
+    "recording checkpoint 1 in storage before triggering failed: 503 SlowDown",
+  );
+  expect(aborted).toHaveLength(1);
+  for (const task of tasks) expect(task.calls).toEqual([]);
+});
+
 test("a manifest PUT that fails and left no manifest aborts with manifest-write-failed", async () => {
   const { coordinator, tasks, store } = setup({
     wrapStore: (inner) => ({
+      ...delegate(inner),
       putManifest: () => Promise.reject(new Error("503 SlowDown")),
-      getManifest: (key) => inner.getManifest(key),
-      listCheckpoints: (j) => inner.listCheckpoints(j),
-      deleteObjects: (keys) => inner.deleteObjects(keys),
-      statObject: (key) => inner.statObject(key),
     }),
   });
   const outcome = await coordinator.triggerCheckpoint();

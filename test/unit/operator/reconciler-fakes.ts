@@ -162,6 +162,7 @@ export class FakeStorageResolver implements StorageResolver {
     const snapshots = this.snapshots;
     const timeline = this.timeline;
     const recording: SnapshotStore = {
+      recordTrigger: (record) => snapshots.recordTrigger(record),
       putManifest: (manifest) => snapshots.putManifest(manifest),
       getManifest: (key) => snapshots.getManifest(key),
       listCheckpoints: (ref: JobRef) => {
