@@ -77,6 +77,11 @@ interface JobState {
   restartRequest?: { epoch: number; reason: string };
   /** Why checkpoints are failing, while the last one failed. */
   checkpointFailure?: string;
+  /**
+   * What this operator last wrote to the checkpoint status and the resourceVersion it got back: the
+   * next write is conditional on it and needs no read first, unless someone wrote since (a 409).
+   */
+  lastStatusWrite?: { resourceVersion: string; status: CheckpointStatus };
 }
 
 export function jobKey(job: JobRef): string {
@@ -276,23 +281,31 @@ export class JobCoordinators {
    */
   private async writeCheckpointStatus(
     job: StreamJob,
+    state: JobState,
     change: (stored: CheckpointStatus) => CheckpointStatus,
   ): Promise<CheckpointStatus | null> {
     const ref = { namespace: job.metadata.namespace!, name: job.metadata.name! };
     for (let attempt = 1; ; attempt++) {
-      const raw = await this.deps.gateway.getStreamJob(ref.namespace, ref.name);
-      if (raw === null) return null;
-      const stored = StoredCheckpointStatus.parse(raw);
-      if (job.metadata.uid !== undefined && stored.metadata.uid !== job.metadata.uid) return null;
-      const status = change(stored.status ?? {});
+      let stored = state.lastStatusWrite;
+      state.lastStatusWrite = undefined;
+      if (stored === undefined) {
+        const raw = await this.deps.gateway.getStreamJob(ref.namespace, ref.name);
+        if (raw === null) return null;
+        const read = StoredCheckpointStatus.parse(raw);
+        if (job.metadata.uid !== undefined && read.metadata.uid !== job.metadata.uid) return null;
+        stored = { resourceVersion: read.metadata.resourceVersion, status: read.status ?? {} };
+      }
+      const status = change(stored.status);
       try {
-        const written = await this.deps.gateway.patchStatus(
+        const resourceVersion = await this.deps.gateway.patchStatus(
           ref.namespace,
           ref.name,
           status,
-          stored.metadata.resourceVersion,
+          stored.resourceVersion,
         );
-        return written ? status : null;
+        if (resourceVersion === null) return null;
+        state.lastStatusWrite = { resourceVersion, status: { ...stored.status, ...status } };
+        return status;
       } catch (err) {
         if (!isConflict(err) || attempt === MAX_CONFLICTS) throw err;
         this.deps.log.debug(
@@ -316,7 +329,7 @@ export class JobCoordinators {
     };
     const savepoint = checkpoint.kind === "savepoint";
     const nonce = state.snapshot?.purpose.startsWith("nonce:") ? state.snapshot.purpose.slice(6) : undefined;
-    const written = await this.writeCheckpointStatus(job, (stored) =>
+    const written = await this.writeCheckpointStatus(job, state, (stored) =>
       recordCompleted(stored, checkpoint.kind, {
         ...record,
         ...(savepoint && nonce !== undefined && { nonce }),
@@ -350,7 +363,7 @@ export class JobCoordinators {
     if (state.coordinator)
       state.checkpointFailure = `${outcome.kind} ${outcome.checkpointId}: ${outcome.reason}`;
     this.deps.metrics.checkpointsFailed.inc({ ...ref, kind: outcome.kind, cause: outcome.cause });
-    this.writeCheckpointStatus(job, recordFailed).catch((err: Error) =>
+    this.writeCheckpointStatus(job, state, recordFailed).catch((err: Error) =>
       this.deps.log.warn({ err, key: jobKey(ref) }, "recording a failed checkpoint failed"),
     );
     void this.event(

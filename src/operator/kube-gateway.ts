@@ -12,11 +12,15 @@ import {
   type V1Pod,
   type V1Secret,
 } from "@kubernetes/client-node";
+import { z } from "zod";
 import { GROUP, PLURAL, VERSION, type StreamJob, type StreamJobStatus } from "../api/streamjob.js";
 import { OPERATOR_NAME } from "./names.js";
 
 export const FIELD_MANAGER = OPERATOR_NAME;
 const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+
+/** What a status patch answers with, as far as the callers need it. */
+const PatchedObject = z.object({ metadata: z.object({ resourceVersion: z.string().min(1) }) });
 
 export function isNotFound(err: unknown): boolean {
   return (err as { code?: number }).code === 404;
@@ -45,15 +49,16 @@ export interface KubeGateway {
   /** Deletes the pod if it is still the one observed (uid precondition); gone already is fine. */
   deletePod(namespace: string, name: string, uid?: string): Promise<void>;
   /**
-   * Merge-patches status fields; returns false when the StreamJob no longer exists. With
-   * `resourceVersion` the write is conditional: a 409 (isConflict) when the StreamJob changed since.
+   * Merge-patches status fields; resolves with the StreamJob's new resourceVersion, or null when it
+   * no longer exists. With `resourceVersion` the write is conditional: a 409 (isConflict) when the
+   * StreamJob changed since.
    */
   patchStatus(
     namespace: string,
     name: string,
     status: Partial<StreamJobStatus>,
     resourceVersion?: string,
-  ): Promise<boolean>;
+  ): Promise<string | null>;
   /** Records an Event on the StreamJob; with `aggregate`, repeats of a reason update one Event. */
   recordEvent(event: EventInput, options?: { aggregate?: boolean }): Promise<void>;
   /** Forgets the event series of a deleted job. */
@@ -145,9 +150,9 @@ export class ClientNodeKubeGateway implements KubeGateway {
     name: string,
     status: Partial<StreamJobStatus>,
     resourceVersion?: string,
-  ): Promise<boolean> {
+  ): Promise<string | null> {
     try {
-      await this.custom.patchNamespacedCustomObjectStatus(
+      const patched: unknown = await this.custom.patchNamespacedCustomObjectStatus(
         {
           group: GROUP,
           version: VERSION,
@@ -159,9 +164,9 @@ export class ClientNodeKubeGateway implements KubeGateway {
         },
         mergePatch,
       );
-      return true;
+      return PatchedObject.parse(patched).metadata.resourceVersion;
     } catch (err) {
-      if (isNotFound(err)) return false;
+      if (isNotFound(err)) return null;
       throw err;
     }
   }

@@ -20,6 +20,7 @@ class FakeApiServer {
   uid: string;
   status: CheckpointStatus;
   readonly writes: CheckpointStatus[] = [];
+  reads = 0;
   /** Runs before a write is checked: another writer coming in between. */
   interloper?: () => void;
 
@@ -34,13 +35,14 @@ class FakeApiServer {
   }
 
   get(): unknown {
+    this.reads += 1;
     return structuredClone({
       metadata: { uid: this.uid, resourceVersion: String(this.resourceVersion) },
       status: this.status,
     });
   }
 
-  patch(status: CheckpointStatus, resourceVersion: string): boolean {
+  patch(status: CheckpointStatus, resourceVersion: string): string {
     const interloper = this.interloper;
     this.interloper = undefined;
     interloper?.();
@@ -49,7 +51,7 @@ class FakeApiServer {
     }
     this.write(status);
     this.writes.push(status);
-    return true;
+    return String(this.resourceVersion);
   }
 }
 
@@ -186,6 +188,29 @@ test("a newer checkpoint replaces the stored record", async () => {
   expect(api.status).toMatchObject({
     latestCheckpoint: { id: 1 },
     checkpointCounts: { completed: 2, failed: 0 },
+  });
+  await coordinators.stop(key, "test over");
+});
+
+test("checkpoint status writes read the StreamJob only when someone else wrote since", async () => {
+  const { api, clock, journal, coordinators, start, key } = setup({
+    checkpointCounts: { completed: 1, failed: 0 },
+  });
+  const completed = (id: number) => waitUntil(() => journal.some((line) => line.endsWith(`complete ${id}`)));
+  await start();
+  clock.advance(0);
+  await completed(1);
+  expect(api.reads).toBe(1);
+  clock.advance(10_000);
+  await completed(2);
+  expect(api.reads).toBe(1); // conditional on the resourceVersion its own write got back
+  api.write({ checkpointCounts: { completed: 3, failed: 4 } }); // e.g. a newer operator process
+  clock.advance(10_000);
+  await completed(3);
+  expect(api.reads).toBe(2);
+  expect(api.status).toMatchObject({
+    latestCheckpoint: { id: 3 },
+    checkpointCounts: { completed: 4, failed: 4 },
   });
   await coordinators.stop(key, "test over");
 });

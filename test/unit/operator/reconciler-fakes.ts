@@ -90,13 +90,17 @@ export class FakeGateway implements KubeGateway {
     this.pods.delete(keyOf(namespace, name));
   }
 
-  async patchStatus(namespace: string, name: string, status: Partial<StreamJobStatus>): Promise<boolean> {
+  async patchStatus(
+    namespace: string,
+    name: string,
+    status: Partial<StreamJobStatus>,
+  ): Promise<string | null> {
     const job = this.jobs.get(keyOf(namespace, name));
-    if (!job) return false;
+    if (!job) return null;
     this.timeline.push(`patch status ${status.phase ?? ""}`.trim());
     this.statusPatches.push(structuredClone(status));
     job.status = { ...job.status, ...structuredClone(status) };
-    return true;
+    return String(this.statusPatches.length);
   }
 
   async recordEvent(event: EventInput, options: { aggregate?: boolean } = {}): Promise<void> {
