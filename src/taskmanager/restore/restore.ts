@@ -208,8 +208,16 @@ async function stageKeyGroups(
   indexAt: PartIndexLocation,
   expect: PartExpectation,
 ): Promise<StateEntry[]> {
-  const read = () => store.getRange(part.key, indexAt.offset, indexAt.length);
-  const index = verifiedIndex(await collect(await readStream(read, expect.objectName)), indexAt, expect);
+  // One byte more than the index: the index must end the part, so any byte after it means the
+  // object is not the one the manifest describes.
+  const read = () => store.getRange(part.key, indexAt.offset, indexAt.length + 1);
+  const indexBytes = await collect(await readStream(read, expect.objectName));
+  if (indexBytes.length > indexAt.length) {
+    throw new RestoreError(
+      `part ${expect.objectName} size mismatch: expected ${part.sizeBytes} bytes, got more`,
+    );
+  }
+  const index = verifiedIndex(indexBytes, indexAt, expect);
   const blocks = index.keyGroups.filter(
     ([keyGroup]) => keyGroup >= expect.wanted.start && keyGroup <= expect.wanted.end,
   );
