@@ -51,7 +51,7 @@ const ObjectKey = z
   .refine((key) => !key.startsWith("/"), "must not start with /");
 /** A "directory" of keys: every key under it starts with it. */
 const KeyPrefix = ObjectKey.refine((prefix) => prefix.endsWith("/"), "must end with /");
-const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex digits (sha256)");
+export const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex digits (sha256)");
 /** A duration in whole milliseconds: every time on the wire is an integer (docs/protocol.md, "Terms"). */
 const DurationMs = z.int().nonnegative();
 const Reason = z.string().min(1).max(4096);
@@ -129,14 +129,50 @@ export type AbortCheckpointRequest = z.infer<typeof AbortCheckpointRequest>;
 
 // ── TaskManager → coordinator (bodies of GET /v1/checkpoints/{id}) ─────────────────────────────
 
-/** One object a task wrote for a checkpoint: the state of the key groups in `keyGroupRange`. */
-export const CheckpointPart = z.object({
+/** Names a keyed stage of the job; a part without one belongs to the stage `default`. */
+export const StageId = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "expected a stage id (lowercase letters, digits, -)");
+
+/** Where a v2 part's index line is (docs/protocol.md, "State parts"): the last bytes of the part. */
+const PartIndexLocation = z.object({
+  offset: z.int().positive(),
+  length: z.int().positive(),
+  sha256: Sha256Hex,
+});
+
+const CheckpointPartFields = z.object({
   key: ObjectKey,
   sizeBytes: z.int().nonnegative(),
   sha256: Sha256Hex,
   keyGroupRange: KeyGroupRangeSchema,
+  /** Optional within v1: absent means `default`, as in parts written before stages existed. */
+  stageId: StageId.optional(),
+  /** Optional within v1: absent in v1 parts, which are read whole. */
+  index: PartIndexLocation.optional(),
 });
+
+function indexEndsThePart(part: z.infer<typeof CheckpointPartFields>, ctx: z.RefinementCtx): void {
+  if (part.index !== undefined && part.index.offset + part.index.length !== part.sizeBytes) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["index"],
+      message: `must end the part: offset + length must equal sizeBytes (${part.sizeBytes})`,
+    });
+  }
+}
+
+/** One object a task wrote for a checkpoint: the state of one stage's key groups in `keyGroupRange`. */
+export const CheckpointPart = CheckpointPartFields.superRefine(indexEndsThePart);
 export type CheckpointPart = z.infer<typeof CheckpointPart>;
+
+/** The stage of jobs with one keyed stage (every job today); parts without a stageId belong to it. */
+export const DEFAULT_STAGE_ID = "default";
+
+/** The stage a part belongs to. */
+export function stageOfPart(part: { stageId?: string | undefined }): string {
+  return part.stageId ?? DEFAULT_STAGE_ID;
+}
 
 export const CheckpointAck = z.object({
   checkpointId: CheckpointId,
@@ -282,7 +318,7 @@ export const CheckpointManifest = z
         asyncDurationMs: DurationMs,
       }),
     ),
-    parts: z.array(CheckpointPart.extend({ taskIndex: TaskIndex })),
+    parts: z.array(CheckpointPartFields.extend({ taskIndex: TaskIndex }).superRefine(indexEndsThePart)),
     /** Union of every task's offsets: each source partition is read by exactly one task. */
     sourceOffsets: SourceOffsets,
   })
@@ -331,13 +367,16 @@ export const CheckpointManifest = z
         });
       }
       const overlapping = manifest.parts.findIndex(
-        (other, j) => j < i && rangesOverlap(other.keyGroupRange, part.keyGroupRange),
+        (other, j) =>
+          j < i &&
+          stageOfPart(other) === stageOfPart(part) &&
+          rangesOverlap(other.keyGroupRange, part.keyGroupRange),
       );
       if (overlapping !== -1) {
         ctx.addIssue({
           code: "custom",
           path: ["parts", i, "keyGroupRange"],
-          message: `overlaps parts[${overlapping}]: each key group is stored in at most one part`,
+          message: `overlaps parts[${overlapping}]: each key group of a stage is stored in at most one part`,
         });
       }
     });

@@ -22,6 +22,7 @@ import {
   type CheckpointManifest,
   type JobRef,
   type TriggerCheckpointRequest,
+  stageOfPart,
 } from "../api/protocol.js";
 import type { CheckpointAbortCause } from "./abort-cause.js";
 import type { Clock } from "./interfaces.js";
@@ -272,7 +273,11 @@ export class PendingCheckpoint {
       }
       const overlapping = ack.parts
         .slice(0, i)
-        .find((other) => rangesOverlap(other.keyGroupRange, part.keyGroupRange));
+        .find(
+          (other) =>
+            stageOfPart(other) === stageOfPart(part) &&
+            rangesOverlap(other.keyGroupRange, part.keyGroupRange),
+        );
       if (overlapping !== undefined)
         return `parts ${overlapping.key} and ${part.key} hold the same key groups`;
     }

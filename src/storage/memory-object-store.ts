@@ -25,6 +25,11 @@ export class MemoryObjectStore implements ObjectStore {
     return Readable.from([Buffer.from(this.read(key))], { objectMode: false });
   }
 
+  async getRange(key: string, offset: number, length: number): Promise<Readable> {
+    const bytes = Buffer.from(this.read(key).subarray(offset, offset + length));
+    return Readable.from([bytes], { objectMode: false });
+  }
+
   async stat(key: string): Promise<{ sizeBytes: number } | null> {
     const bytes = this.objects.get(key);
     return bytes === undefined ? null : { sizeBytes: bytes.length };

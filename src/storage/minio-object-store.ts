@@ -126,6 +126,10 @@ export class MinioObjectStore implements ObjectStore {
     return this.call("read", key, () => this.client.getObject(this.bucket, key));
   }
 
+  async getRange(key: string, offset: number, length: number): Promise<Readable> {
+    return this.call("read", key, () => this.client.getPartialObject(this.bucket, key, offset, length));
+  }
+
   async stat(key: string): Promise<{ sizeBytes: number } | null> {
     try {
       const stat = await this.call("stat", key, () => this.client.statObject(this.bucket, key));

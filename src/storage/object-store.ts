@@ -26,6 +26,11 @@ export interface ObjectStore {
   get(key: string): Promise<Buffer>;
   /** The object as a stream; rejects with ObjectNotFoundError when it does not exist. */
   getStream(key: string): Promise<Readable>;
+  /**
+   * `length` bytes of the object from byte `offset` as a stream (an HTTP ranged GET); fewer when the
+   * object is shorter. Rejects with ObjectNotFoundError when it does not exist.
+   */
+  getRange(key: string, offset: number, length: number): Promise<Readable>;
   /** Size of the object, or null when it does not exist. */
   stat(key: string): Promise<{ sizeBytes: number } | null>;
   /** Every key starting with `prefix`, recursively, sorted. */

@@ -1,13 +1,13 @@
 // The checkpointing core end to end: real TaskManager processes, the real coordinator and the
 // real MinIO. Killing processes, corrupting parts and rescaling must never lose or repeat a record.
 import { createHash } from "node:crypto";
-import type { CheckpointManifest } from "../../src/api/protocol.js";
+import { stageOfPart, type CheckpointManifest } from "../../src/api/protocol.js";
 import type { CompletedCheckpoint } from "../../src/coordinator/checkpoint-coordinator.js";
 import type { TaskManagerClient } from "../../src/coordinator/interfaces.js";
 import { latestCompletedCheckpoint } from "../../src/coordinator/completed-checkpoints.js";
 import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
 import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
-import { decodeStatePart } from "../../src/taskmanager/state/state-part.js";
+import { decodeStatePart } from "../../src/taskmanager/state/state-part-decoder.js";
 import path from "node:path";
 import { LocalJob, type TaskManagerProcess } from "../support/local-job.js";
 import { waitFor } from "../support/wait.js";
@@ -54,7 +54,13 @@ function sequenceJob(
 async function stateOf(manifest: CheckpointManifest): Promise<Map<string, unknown>> {
   const state = new Map<string, unknown>();
   for (const part of manifest.parts) {
-    for (const entry of decodeStatePart(await store.get(part.key), part.keyGroupRange, part.key)) {
+    const expect = {
+      objectName: part.key,
+      keyGroupRange: part.keyGroupRange,
+      stageId: stageOfPart(part),
+      wanted: part.keyGroupRange,
+    };
+    for (const entry of decodeStatePart(await store.get(part.key), expect)) {
       state.set(entry.key, entry.value);
     }
   }

@@ -301,7 +301,8 @@ test("tasks checkpoint to MinIO, restore 2 → 3 with exactly-once output, and r
   expect(report.lastValues.size).toBe(24);
   for (const [key, value] of report.lastValues) expect(value).toBe(fourth.manifest.sourceOffsets[key]);
 
-  // A part changed in MinIO: a TaskManager restoring that checkpoint refuses to start, naming it.
+  // A part changed in MinIO (its index line, which every ranged restore reads first): a TaskManager
+  // restoring that checkpoint refuses to start, naming it.
   const part = fourth.manifest.parts[1]!;
   const bytes = await store.get(part.key);
   bytes[bytes.length - 2] = bytes[bytes.length - 2] === 0x30 ? 0x31 : 0x30;
@@ -313,7 +314,7 @@ test("tasks checkpoint to MinIO, restore 2 → 3 with exactly-once output, and r
   });
   expect(await refused.exited).toBe(1);
   expect(refused.output()).toContain(
-    `restore: part s3://${BUCKET}/${part.key} sha256 mismatch: expected ${part.sha256}`,
+    `restore: unreadable part s3://${BUCKET}/${part.key} at byte ${part.index!.offset}: index sha256 mismatch: expected ${part.index!.sha256}`,
   );
   // Nothing was committed by the refused start.
   expect((await verifySequenceOutput(store, jobDirectory)).records).toBe(report.records);

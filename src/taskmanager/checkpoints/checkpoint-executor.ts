@@ -4,12 +4,13 @@
 // until the checkpoint completes, aborts, or a later one completes. Every repeated call is harmless.
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
-import type {
-  AbortCheckpointRequest,
-  CheckpointPart,
-  CheckpointResult,
-  NotifyCompleteRequest,
-  TriggerCheckpointRequest,
+import {
+  DEFAULT_STAGE_ID,
+  type AbortCheckpointRequest,
+  type CheckpointPart,
+  type CheckpointResult,
+  type NotifyCompleteRequest,
+  type TriggerCheckpointRequest,
 } from "../../api/protocol.js";
 import type { ObjectStore } from "../../storage/object-store.js";
 import type { CheckpointCut } from "../runtime/task-runtime.js";
@@ -254,7 +255,14 @@ export class CheckpointExecutor {
     try {
       const stored = await abortable(store.put(key, body), signal);
       return [
-        { key, sizeBytes: stored.sizeBytes, sha256: stored.sha256, keyGroupRange: cut.state.keyGroupRange },
+        {
+          key,
+          sizeBytes: stored.sizeBytes,
+          sha256: stored.sha256,
+          keyGroupRange: cut.state.keyGroupRange,
+          stageId: DEFAULT_STAGE_ID,
+          index: body.indexLocation,
+        },
       ];
     } catch (err) {
       throw new Error(`upload of ${key} failed: ${(err as Error).message}`, { cause: err });

@@ -1,17 +1,29 @@
-// Restore at start (docs/protocol.md, "Restore", steps 1-5): read and check the manifest, fetch
-// every part that overlaps this task's key groups, verify its size and sha256 against the manifest,
-// and only when every part verified, load this task's key groups from them. Any failure is a
-// RestoreError naming the object; the TaskManager then refuses to start.
+// Restore at start (docs/protocol.md, "Restore", steps 1-5): read and check the manifest, then for
+// every part that overlaps this task's key groups stage the entries of its own key groups, read with
+// ranged GETs through the part's index (v2) or by streaming the whole part (v1, or no index), and
+// verified against digests the manifest vouches for; only when every part is staged does any entry
+// reach the state. Any failure is a RestoreError naming the object; the TaskManager then refuses to
+// start.
 import { createHash } from "node:crypto";
 import { rangesOverlap, type KeyGroupRange } from "../../api/key-groups.js";
 import {
+  DEFAULT_STAGE_ID,
   formatZodError,
+  stageOfPart,
   StoredCheckpointManifest,
   type CheckpointManifest,
   type TaskManagerConfig,
 } from "../../api/protocol.js";
 import { ObjectNotFoundError, type ObjectStore } from "../../storage/object-store.js";
-import { decodeStatePart } from "../state/state-part.js";
+import type { Readable } from "node:stream";
+import {
+  decodeBlock,
+  StatePartLineDecoder,
+  verifiedIndex,
+  type PartExpectation,
+  type StateEntry,
+} from "../state/state-part-decoder.js";
+import type { PartIndexLocation } from "../state/state-part.js";
 import type { KeyGroupedStateBackend } from "../state/keyed-state.js";
 
 export class RestoreError extends Error {
@@ -48,21 +60,20 @@ export async function restoreCheckpoint(
     throw new RestoreError(`manifest ${location(store, restoreFrom.manifestKey)}: ${mismatch}`);
   }
   const parts = manifest.parts.filter((part) => rangesOverlap(part.keyGroupRange, target.keyGroupRange));
-  // Every part is verified before any of them is used: never a partial restore.
-  const verified = await Promise.all(
-    parts.map(async (part) => ({ key: part.key, bytes: await readVerified(store, part) })),
-  );
+  // The reference's jobs have one keyed stage: state of any other would be lost, so it is refused.
+  const foreign = parts.find((part) => stageOfPart(part) !== DEFAULT_STAGE_ID);
+  if (foreign !== undefined) {
+    throw new RestoreError(
+      `part ${location(store, foreign.key)} holds state of stage ${JSON.stringify(foreign.stageId)}, which this job does not have`,
+    );
+  }
+  // Every part is verified into staging before any entry reaches the state: never a partial restore.
+  const staged = await Promise.all(parts.map((part) => stagePart(store, part, target)));
   let keysRestored = 0;
-  for (const { key, bytes } of verified) {
-    try {
-      for (const entry of decodeStatePart(bytes, target.keyGroupRange, location(store, key))) {
-        state.restoreEntry(entry.keyGroup, entry.key, entry.value);
-        keysRestored++;
-      }
-    } catch (err) {
-      throw new RestoreError(`part ${location(store, key)} is unreadable: ${(err as Error).message}`, {
-        cause: err,
-      });
+  for (const entries of staged) {
+    for (const entry of entries) {
+      state.restoreEntry(entry.keyGroup, entry.key, entry.value);
+      keysRestored++;
     }
   }
   return {
@@ -101,23 +112,170 @@ function manifestMismatch(manifest: CheckpointManifest, target: RestoreTarget): 
   return undefined;
 }
 
-async function readVerified(store: ObjectStore, part: CheckpointManifest["parts"][number]): Promise<Buffer> {
-  const bytes = await readObject(store, part.key, "part");
-  if (bytes.length !== part.sizeBytes) {
-    throw new RestoreError(
-      `part ${location(store, part.key)} size mismatch: expected ${part.sizeBytes} bytes, got ${bytes.length}`,
-    );
+type ManifestPart = CheckpointManifest["parts"][number];
+
+/** The wanted entries of one part, every byte they came from verified against the manifest. */
+async function stagePart(
+  store: ObjectStore,
+  part: ManifestPart,
+  target: RestoreTarget,
+): Promise<StateEntry[]> {
+  const expect: PartExpectation = {
+    objectName: location(store, part.key),
+    keyGroupRange: part.keyGroupRange,
+    stageId: stageOfPart(part),
+    wanted: target.keyGroupRange,
+    maxParallelism: target.maxParallelism,
+  };
+  try {
+    return part.index === undefined
+      ? await stageWholePart(store, part, expect)
+      : await stageKeyGroups(store, part, part.index, expect);
+  } catch (err) {
+    if (err instanceof RestoreError) throw err;
+    throw new RestoreError(`unreadable part ${(err as Error).message}`, { cause: err });
   }
-  const sha256 = createHash("sha256").update(bytes).digest("hex");
-  if (sha256 !== part.sha256) {
-    throw new RestoreError(
-      `part ${location(store, part.key)} sha256 mismatch: expected ${part.sha256}, got ${sha256}`,
-    );
-  }
-  return bytes;
 }
 
-async function readObject(store: ObjectStore, key: string, what: "manifest" | "part"): Promise<Buffer> {
+/**
+ * Streams the part line by line into staging, hashing it; the entries are returned only when its size
+ * and sha256 match the manifest. A part that is corrupt is reported as a digest mismatch rather than
+ * by the first line it breaks.
+ */
+async function stageWholePart(
+  store: ObjectStore,
+  part: ManifestPart,
+  expect: PartExpectation,
+): Promise<StateEntry[]> {
+  const decoder = new StatePartLineDecoder(expect);
+  const hash = createHash("sha256");
+  const entries: StateEntry[] = [];
+  let sizeBytes = 0;
+  let unreadable: unknown;
+  const decode = (line: Buffer) => {
+    if (unreadable !== undefined) return;
+    try {
+      const entry = decoder.line(line);
+      if (entry !== undefined) entries.push(entry);
+    } catch (err) {
+      unreadable = err;
+    }
+  };
+  let carry: Buffer = Buffer.alloc(0);
+  for await (const chunk of await readStream(() => store.getStream(part.key), expect.objectName)) {
+    const bytes = chunk as Buffer;
+    hash.update(bytes);
+    sizeBytes += bytes.length;
+    let start = 0;
+    for (let newline = bytes.indexOf(0x0a); newline !== -1; newline = bytes.indexOf(0x0a, start)) {
+      decode(
+        carry.length === 0
+          ? bytes.subarray(start, newline)
+          : Buffer.concat([carry, bytes.subarray(start, newline)]),
+      );
+      carry = Buffer.alloc(0);
+      start = newline + 1;
+    }
+    if (start < bytes.length) carry = Buffer.concat([carry, bytes.subarray(start)]);
+  }
+  if (sizeBytes !== part.sizeBytes) {
+    throw new RestoreError(
+      `part ${expect.objectName} size mismatch: expected ${part.sizeBytes} bytes, got ${sizeBytes}`,
+    );
+  }
+  const sha256 = hash.digest("hex");
+  if (sha256 !== part.sha256) {
+    throw new RestoreError(
+      `part ${expect.objectName} sha256 mismatch: expected ${part.sha256}, got ${sha256}`,
+    );
+  }
+  if (unreadable !== undefined) throw unreadable;
+  if (carry.length > 0)
+    throw new Error(
+      `${expect.objectName} at byte ${sizeBytes - carry.length}: the last line does not end in "\\n"`,
+    );
+  decoder.end();
+  return entries;
+}
+
+/**
+ * Reads the part's index (its digest is in the manifest), then with one ranged GET the contiguous
+ * blocks of the wanted key groups, verifying each block against the index before decoding it.
+ */
+async function stageKeyGroups(
+  store: ObjectStore,
+  part: ManifestPart,
+  indexAt: PartIndexLocation,
+  expect: PartExpectation,
+): Promise<StateEntry[]> {
+  // One byte more than the index: the index must end the part, so any byte after it means the
+  // object is not the one the manifest describes.
+  const read = () => store.getRange(part.key, indexAt.offset, indexAt.length + 1);
+  const indexBytes = await collect(await readStream(read, expect.objectName));
+  if (indexBytes.length > indexAt.length) {
+    throw new RestoreError(
+      `part ${expect.objectName} size mismatch: expected ${part.sizeBytes} bytes, got more`,
+    );
+  }
+  const index = verifiedIndex(indexBytes, indexAt, expect);
+  const blocks = index.keyGroups.filter(
+    ([keyGroup]) => keyGroup >= expect.wanted.start && keyGroup <= expect.wanted.end,
+  );
+  const first = blocks[0];
+  const last = blocks.at(-1);
+  if (first === undefined || last === undefined) return [];
+  const spanEnd = last[1] + last[2];
+  const span = await readStream(
+    () => store.getRange(part.key, first[1], spanEnd - first[1]),
+    expect.objectName,
+  );
+  const entries: StateEntry[] = [];
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let next = 0;
+  for await (const chunk of span) {
+    let bytes = chunk as Buffer;
+    while (bytes.length > 0) {
+      const block = blocks[next];
+      if (block === undefined)
+        throw new Error(`${expect.objectName}: the range holds more bytes than its blocks`);
+      const take = Math.min(block[2] - pendingBytes, bytes.length);
+      pending.push(bytes.subarray(0, take));
+      pendingBytes += take;
+      bytes = bytes.subarray(take);
+      if (pendingBytes === block[2]) {
+        entries.push(...decodeBlock(Buffer.concat(pending), block, expect));
+        pending = [];
+        pendingBytes = 0;
+        next++;
+      }
+    }
+  }
+  if (next < blocks.length) {
+    const block = blocks[next]!;
+    throw new Error(
+      `${expect.objectName} at byte ${block[1]}: the range ended inside the block of key group ${block[0]}`,
+    );
+  }
+  return entries;
+}
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function readStream(open: () => Promise<Readable>, objectName: string): Promise<Readable> {
+  try {
+    return await open();
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) throw new RestoreError(`part ${objectName} not found`);
+    throw new RestoreError(`part ${objectName} could not be read: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+async function readObject(store: ObjectStore, key: string, what: "manifest"): Promise<Buffer> {
   try {
     return await store.get(key);
   } catch (err) {

@@ -1,110 +1,129 @@
-// The format of a state part: the object a task writes per checkpoint for its key groups.
+// The state part: the object a task writes per checkpoint for the key groups of one stage. Format
+// v2 is normative (docs/protocol.md, "State parts"); v1, written before it, is still read
+// (state-part-decoder.ts). UTF-8 lines, each ending in "\n", uncompressed:
 //
-// UTF-8 newline-delimited JSON, uncompressed (the bytes are hashed and uploaded as they stream):
+//   {"format":"streamjob-keyed-state","version":2,"stageId":"default","keyGroupRange":{"start":43,"end":85}}
+//   {"keyGroup":44}
+//   ["seq-7",1532]
+//   ["seq-311",1529]
+//   {"keyGroup":51}
+//   ["seq-12",1530]
+//   {"format":"streamjob-keyed-state","version":2,"stageId":"default","keyGroupRange":{"start":43,"end":85},"keyGroups":[[44,105,49,"<sha256>"],[51,154,34,"<sha256>"]]}
 //
-//   {"format":"streamjob-keyed-state","version":1,"keyGroupRange":{"start":43,"end":85}}
-//   {"g":44,"k":"seq-7","v":1532}
-//   {"g":44,"k":"seq-311","v":1529}
-//   {"g":51,"k":"seq-12","v":1530}
-//
-// The first line is a header naming the inclusive key group range the part covers; every other line
-// is one entry: key group `g`, key `k`, JSON value `v`, grouped by ascending key group. A reader can
-// therefore take single key groups out of a part (restore with another parallelism keeps only its
-// own) without knowing anything else about the writer.
+// A header; per non-empty key group, ascending, a block: its key group line and its entries as
+// [key, value]; last, the index: the header's fields plus, per block, [keyGroup, byte offset, byte
+// length, sha256 of those bytes]. The ack reports where the index line is and its sha256, so a
+// reader that trusts the manifest can fetch the index and then only the blocks it needs, verifying
+// each before using it.
+import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
-import { z } from "zod";
-import { formatZodError } from "../../api/protocol.js";
 import type { KeyGroupRange } from "../../api/key-groups.js";
-import type { JsonValue, KeyedStateSnapshot } from "./keyed-state.js";
+import { DEFAULT_STAGE_ID } from "../../api/protocol.js";
+import { unwritableValue } from "./i-json.js";
+import type { KeyedStateSnapshot } from "./keyed-state.js";
 
 export const STATE_PART_FORMAT = "streamjob-keyed-state";
-export const STATE_PART_VERSION = 1;
+export const STATE_PART_VERSION = 2;
 
-/** Name of the part below the checkpoint's task prefix, e.g. `kg-43-85`. */
-export function statePartName(range: KeyGroupRange): string {
-  return `kg-${range.start}-${range.end}`;
+/** Name of the part below the checkpoint's task prefix, e.g. `kg-43-85`, `join-kg-43-85`. */
+export function statePartName(range: KeyGroupRange, stageId = DEFAULT_STAGE_ID): string {
+  const name = `kg-${range.start}-${range.end}`;
+  return stageId === DEFAULT_STAGE_ID ? name : `${stageId}-${name}`;
 }
 
-const JsonValueSchema: z.ZodType<JsonValue> = z.json();
+/** Where the index line is in the part, and the sha256 of its bytes: reported in the ack. */
+export interface PartIndexLocation {
+  offset: number;
+  length: number;
+  sha256: string;
+}
 
-const Header = z.object({
-  format: z.literal(STATE_PART_FORMAT),
-  version: z.literal(STATE_PART_VERSION),
-  keyGroupRange: z.object({ start: z.int().nonnegative(), end: z.int().nonnegative() }),
-});
+/** One index row: a key group's block, [keyGroup, offset, length, sha256]. */
+export type KeyGroupBlock = [keyGroup: number, offset: number, length: number, sha256: string];
 
-const Entry = z.object({ g: z.int().nonnegative(), k: z.string(), v: JsonValueSchema });
-
-// Lines are joined into chunks of about this size so the upload sees few, large writes.
+// Blocks are cut into chunks of about this size so the upload sees few, large writes.
 const CHUNK_CHARS = 64 * 1024;
 
-/** Streams the snapshot in the part format; it must not be released before the stream ends. */
-export function encodeStatePart(snapshot: KeyedStateSnapshot): Readable {
-  return Readable.from(statePartChunks(snapshot), { objectMode: false });
-}
-
-function* statePartChunks(snapshot: KeyedStateSnapshot): Generator<Buffer> {
-  let chunk = `${JSON.stringify({ format: STATE_PART_FORMAT, version: STATE_PART_VERSION, keyGroupRange: snapshot.keyGroupRange })}\n`;
-  for (const { keyGroup, entries } of snapshot.keyGroups) {
-    for (const [key, value] of entries) {
-      chunk += `${JSON.stringify({ g: keyGroup, k: key, v: value })}\n`;
-      if (chunk.length >= CHUNK_CHARS) {
-        yield Buffer.from(chunk, "utf8");
-        chunk = "";
-      }
-    }
-  }
-  if (chunk !== "") yield Buffer.from(chunk, "utf8");
-}
-
-export interface StateEntry {
-  keyGroup: number;
-  key: string;
-  value: JsonValue;
-}
-
 /**
- * The entries of `bytes` whose key group lies in `wanted`. Throws, naming `objectName` and the line,
- * when the part is not in this format or an entry lies outside the range its header states.
+ * Streams a snapshot in format v2; it must not be released before the stream ends. A value that
+ * cannot be written as the format requires fails the stream, naming the key and the place.
  */
-export function* decodeStatePart(
-  bytes: Buffer,
-  wanted: KeyGroupRange,
-  objectName: string,
-): Generator<StateEntry> {
-  const lines = bytes.toString("utf8").split("\n");
-  if (lines.at(-1) === "") lines.pop();
-  const [headerLine, ...entryLines] = lines;
-  if (headerLine === undefined)
-    throw new Error(`${objectName}: empty, expected a ${STATE_PART_FORMAT} header`);
-  const covered = parseLine(headerLine, Header, objectName, 1).keyGroupRange;
-  for (const [i, line] of entryLines.entries()) {
-    const lineNumber = i + 2;
-    const entry = parseLine(line, Entry, objectName, lineNumber);
-    if (entry.g < covered.start || entry.g > covered.end) {
-      throw new Error(
-        `${objectName} line ${lineNumber}: key group ${entry.g} outside the part's range ${covered.start}-${covered.end}`,
-      );
-    }
-    if (entry.g >= wanted.start && entry.g <= wanted.end) {
-      yield { keyGroup: entry.g, key: entry.k, value: entry.v };
-    }
-  }
+export function encodeStatePart(snapshot: KeyedStateSnapshot, stageId = DEFAULT_STAGE_ID): StatePartStream {
+  return new StatePartStream(snapshot, stageId);
 }
 
-function parseLine<T extends z.ZodType>(
-  line: string,
-  schema: T,
-  objectName: string,
-  lineNumber: number,
-): z.infer<T> {
-  let json: unknown;
-  try {
-    json = JSON.parse(line);
-  } catch {
-    throw new Error(`${objectName} line ${lineNumber}: not JSON`);
+export class StatePartStream extends Readable {
+  private readonly chunks: Generator<Buffer>;
+  private index: PartIndexLocation | undefined;
+
+  constructor(snapshot: KeyedStateSnapshot, stageId: string) {
+    super();
+    this.chunks = this.encode(snapshot, stageId);
   }
-  const result = schema.safeParse(json);
-  if (!result.success) throw new Error(`${objectName} line ${lineNumber}: ${formatZodError(result.error)}`);
-  return result.data;
+
+  /** Where the index line was written; known once the stream has ended. */
+  get indexLocation(): PartIndexLocation {
+    if (this.index === undefined) throw new Error("the state part has not been written to its end");
+    return this.index;
+  }
+
+  override _read(): void {
+    try {
+      const next = this.chunks.next();
+      this.push(next.done === true ? null : next.value);
+    } catch (err) {
+      this.destroy(err as Error);
+    }
+  }
+
+  private *encode(snapshot: KeyedStateSnapshot, stageId: string): Generator<Buffer> {
+    const header = {
+      format: STATE_PART_FORMAT,
+      version: STATE_PART_VERSION,
+      stageId,
+      keyGroupRange: snapshot.keyGroupRange,
+    };
+    let offset = 0;
+    const bytesOf = (text: string): Buffer => {
+      const bytes = Buffer.from(text, "utf8");
+      offset += bytes.length;
+      return bytes;
+    };
+    yield bytesOf(`${JSON.stringify(header)}\n`);
+    const blocks: KeyGroupBlock[] = [];
+    for (const { keyGroup, entries } of snapshot.keyGroups) {
+      const start = offset;
+      const hash = createHash("sha256");
+      let chunk = `{"keyGroup":${keyGroup}}\n`;
+      for (const [key, value] of entries) {
+        const problem = key.isWellFormed() ? unwritableValue(value) : "the key holds a lone surrogate";
+        if (problem !== undefined) {
+          throw new Error(
+            `state of key ${JSON.stringify(key)} (key group ${keyGroup}) cannot be written: ${problem}`,
+          );
+        }
+        chunk += `${JSON.stringify([key, value])}\n`;
+        if (chunk.length >= CHUNK_CHARS) {
+          const bytes = bytesOf(chunk);
+          hash.update(bytes);
+          yield bytes;
+          chunk = "";
+        }
+      }
+      if (chunk !== "") {
+        const bytes = bytesOf(chunk);
+        hash.update(bytes);
+        yield bytes;
+      }
+      blocks.push([keyGroup, start, offset - start, hash.digest("hex")]);
+    }
+    const indexOffset = offset;
+    const index = bytesOf(`${JSON.stringify({ ...header, keyGroups: blocks })}\n`);
+    this.index = {
+      offset: indexOffset,
+      length: index.length,
+      sha256: createHash("sha256").update(index).digest("hex"),
+    };
+    yield index;
+  }
 }

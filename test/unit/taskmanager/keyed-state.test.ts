@@ -6,7 +6,8 @@ import {
   type JsonValue,
   type KeyedStateSnapshot,
 } from "../../../src/taskmanager/state/keyed-state.js";
-import { decodeStatePart, encodeStatePart } from "../../../src/taskmanager/state/state-part.js";
+import { decodeStatePart } from "../../../src/taskmanager/state/state-part-decoder.js";
+import { encodeStatePart } from "../../../src/taskmanager/state/state-part.js";
 import { BUCKET, filledStates, JOB, writeCheckpoint } from "./support/fixtures.js";
 
 async function bytesOf(stream: NodeJS.ReadableStream): Promise<Buffer> {
@@ -32,44 +33,19 @@ describe("KeyGroupedStateBackend", () => {
     state!.put("key-1", "changed");
     state!.delete("key-2");
     state!.put("key-new", 7);
-    const entries = [
-      ...decodeStatePart(await bytesOf(encodeStatePart(snapshot)), { start: 0, end: 15 }, "part"),
-    ];
+    const range = { start: 0, end: 15 };
+    const entries = decodeStatePart(await bytesOf(encodeStatePart(snapshot)), {
+      objectName: "part",
+      keyGroupRange: range,
+      stageId: "default",
+      wanted: range,
+    });
     expect(entries).toHaveLength(50);
     expect(entries.find((entry) => entry.key === "key-1")?.value).toBe(1);
     expect(entries.find((entry) => entry.key === "key-2")?.value).toBe(2);
     expect(entries.some((entry) => entry.key === "key-new")).toBe(false);
     expect(state!.get("key-1")).toBe("changed");
     expect(state!.get("key-2")).toBeUndefined();
-  });
-
-  test("the part format lets a reader take single key groups, in ascending order", async () => {
-    const [state] = filledStates(300, 1, 8);
-    const bytes = await bytesOf(encodeStatePart(state!.snapshot()));
-    const firstLine = bytes.toString("utf8").split("\n")[0];
-    expect(JSON.parse(firstLine!)).toEqual({
-      format: "streamjob-keyed-state",
-      version: 1,
-      keyGroupRange: { start: 0, end: 7 },
-    });
-    const some = [...decodeStatePart(bytes, { start: 2, end: 3 }, "part")];
-    expect(some.length).toBeGreaterThan(0);
-    expect(some.every((entry) => entry.keyGroup >= 2 && entry.keyGroup <= 3)).toBe(true);
-    expect(some.every((entry) => keyGroupForKey(entry.key, 8) === entry.keyGroup)).toBe(true);
-    const all = [...decodeStatePart(bytes, { start: 0, end: 7 }, "part")];
-    expect(all).toHaveLength(300);
-    expect(all.map((entry) => entry.keyGroup)).toEqual(
-      [...all.map((entry) => entry.keyGroup)].sort((a, b) => a - b),
-    );
-  });
-
-  test("a part with an entry outside its stated range is refused, naming the line", () => {
-    const bytes = Buffer.from(
-      '{"format":"streamjob-keyed-state","version":1,"keyGroupRange":{"start":0,"end":3}}\n{"g":9,"k":"x","v":1}\n',
-    );
-    expect(() => [...decodeStatePart(bytes, { start: 0, end: 15 }, "s3://b/part")]).toThrow(
-      "s3://b/part line 2: key group 9 outside the part's range 0-3",
-    );
   });
 });
 

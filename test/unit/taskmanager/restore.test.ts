@@ -23,11 +23,58 @@ async function setUp() {
 }
 
 describe("restore refuses anything it cannot verify", () => {
-  test("a part whose bytes changed (same size) is refused naming the part and both digests, loading nothing", async () => {
+  test("a part whose block bytes changed (same size) is refused naming the part, the block and both digests, loading nothing", async () => {
     const { store, manifest, target, state } = await setUp();
     const part = manifest.parts[1]!;
     const bytes = await store.get(part.key);
-    bytes[bytes.length - 3] = bytes[bytes.length - 3] === 0x31 ? 0x32 : 0x31;
+    const at = bytes.indexOf(0x5b); // the first entry's "[", inside the first block
+    bytes[at + 2] = bytes[at + 2] === 0x31 ? 0x32 : 0x31;
+    await store.put(part.key, bytes);
+    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+      new RegExp(
+        `^restore: unreadable part s3://streamjob/${part.key} at byte \\d+: block of key group \\d+ sha256 mismatch: expected [0-9a-f]{64}, got [0-9a-f]{64}$`,
+      ),
+    );
+    expect(state.size).toBe(0);
+  });
+
+  test("an index that does not match the manifest's digest is refused before any block is read", async () => {
+    const { store, manifest, manifestKey, target, state } = await setUp();
+    const part = manifest.parts[0]!;
+    const forged = {
+      ...manifest,
+      parts: manifest.parts.map((p, i) =>
+        i === 0 ? { ...p, index: { ...p.index!, sha256: "0".repeat(64) } } : p,
+      ),
+    };
+    await store.put(manifestKey, Buffer.from(JSON.stringify(forged)));
+    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+      `restore: unreadable part s3://streamjob/${part.key} at byte ${part.index!.offset}: index sha256 mismatch: expected ${"0".repeat(64)}`,
+    );
+    expect(state.size).toBe(0);
+  });
+
+  test("a truncated part is refused: for its index range, or read whole, for its size", async () => {
+    const { store, manifest, manifestKey, target, state } = await setUp();
+    const part = manifest.parts[0]!;
+    await store.put(part.key, (await store.get(part.key)).subarray(0, 10));
+    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+      `restore: unreadable part s3://streamjob/${part.key} at byte ${part.index!.offset}: index range has 0 bytes, the manifest says ${part.index!.length}`,
+    );
+    const withoutIndex = { ...manifest, parts: manifest.parts.map(({ index: _, ...rest }) => rest) };
+    await store.put(manifestKey, Buffer.from(JSON.stringify(withoutIndex)));
+    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+      `restore: part s3://streamjob/${part.key} size mismatch: expected ${part.sizeBytes} bytes, got 10`,
+    );
+  });
+
+  test("a part read whole (no index in the manifest) whose bytes changed is refused for its sha256", async () => {
+    const { store, manifest, manifestKey, target, state } = await setUp();
+    const withoutIndex = { ...manifest, parts: manifest.parts.map(({ index: _, ...rest }) => rest) };
+    await store.put(manifestKey, Buffer.from(JSON.stringify(withoutIndex)));
+    const part = manifest.parts[1]!;
+    const bytes = await store.get(part.key);
+    bytes[40] = 0x00; // inside the header: the line no longer parses, but the digest is reported
     await store.put(part.key, bytes);
     await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
       new RegExp(
@@ -35,15 +82,6 @@ describe("restore refuses anything it cannot verify", () => {
       ),
     );
     expect(state.size).toBe(0);
-  });
-
-  test("a truncated part is refused for its size", async () => {
-    const { store, manifest, target, state } = await setUp();
-    const part = manifest.parts[0]!;
-    await store.put(part.key, (await store.get(part.key)).subarray(0, 10));
-    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
-      `restore: part s3://streamjob/${part.key} size mismatch: expected ${part.sizeBytes} bytes, got 10`,
-    );
   });
 
   test("a missing part or manifest is refused naming the object", async () => {

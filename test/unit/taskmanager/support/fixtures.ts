@@ -80,9 +80,17 @@ export async function writeCheckpoint(
   for (const [taskIndex, state] of states.entries()) {
     const snapshot = state.snapshot();
     const key = `${taskPartsPrefix(location(checkpointId), taskIndex)}${statePartName(snapshot.keyGroupRange)}`;
-    const stored = await store.put(key, encodeStatePart(snapshot));
+    const body = encodeStatePart(snapshot);
+    const stored = await store.put(key, body);
     snapshot.release();
-    parts.push({ key, ...stored, keyGroupRange: snapshot.keyGroupRange, taskIndex });
+    parts.push({
+      key,
+      ...stored,
+      keyGroupRange: snapshot.keyGroupRange,
+      stageId: "default",
+      index: body.indexLocation,
+      taskIndex,
+    });
   }
   const manifest: CheckpointManifest = {
     manifestVersion: 1,
