@@ -1,11 +1,8 @@
 // State values in part format v2 are I-JSON (RFC 7493), tightened so that no value can read back
 // differently in another language (docs/protocol.md, "State parts"): every number a finite IEEE
-// double within ±(2^53−1), strings and member names well-formed Unicode (no lone surrogates), no
-// duplicate member names. The writer refuses what it cannot write faithfully; the reader refuses
+// double, read as one by every reader; strings and member names well-formed Unicode (no lone
+// surrogates); no duplicate member names. The writer refuses what it cannot write faithfully; the reader refuses
 // what the format forbids. Both answer with the offending place as a JSON path, e.g. `$.counts[2]`.
-
-/** Largest magnitude a number may have: beyond it not every integer is a double. */
-export const MAX_EXACT_INTEGER = Number.MAX_SAFE_INTEGER;
 
 /**
  * Why `value` cannot be written as I-JSON that reads back the same, or undefined when it can. Job
@@ -75,12 +72,11 @@ export function forbiddenValue(value: unknown, path = "$"): string | undefined {
   }
 }
 
+// Any finite double is written as the shortest literal that reads back as the same double, and every
+// reader parses numbers as doubles, so large ones (2^60, 1e300) travel exactly; only non-finite ones,
+// which JSON.stringify would turn into null, cannot be written.
 function numberProblem(value: number, path: string): string | undefined {
-  if (!Number.isFinite(value)) return `${path}: ${value} is not a finite number`;
-  if (Math.abs(value) > MAX_EXACT_INTEGER) {
-    return `${path}: ${value} is beyond ±(2^53−1), where integers are not exact in every language; store it as a string`;
-  }
-  return undefined;
+  return Number.isFinite(value) ? undefined : `${path}: ${value} is not a finite number`;
 }
 
 function memberPath(path: string, name: string): string {
