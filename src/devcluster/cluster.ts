@@ -1,5 +1,5 @@
-// The local cluster: etcd, kube-apiserver, kube-controller-manager, MinIO and the node agent,
-// started on loopback with free ports. Everything lives under .devcluster/ (git-ignored).
+// The local cluster: etcd, kube-apiserver, kube-controller-manager, MinIO, a Kafka broker and the
+// node agent, started on loopback with free ports. Everything lives under .devcluster/ (git-ignored).
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { randomBytes } from "node:crypto";
 import {
@@ -17,9 +17,16 @@ import https from "node:https";
 import http from "node:http";
 import path from "node:path";
 import { stringify } from "yaml";
-import { ensureAssets, repoRoot, type BinaryName } from "./assets.js";
+import { ensureAssets, kafkaLibsDir, repoRoot, type BinaryName } from "./assets.js";
 import { STORAGE_SECRET_NAME } from "../storage/minio-object-store.js";
 import { foldersClosedToOthers } from "./node-agent/images.js";
+import {
+  formatKafkaStorage,
+  KAFKA_SECRET_NAME,
+  kafkaJavaArgs,
+  kafkaReady,
+  writeKafkaConfig,
+} from "./kafka.js";
 import { createPki, type PkiPaths } from "./pki.js";
 import { claimPodNetwork, podNetworkCidr, preferredOctet, releasePodNetwork } from "./pod-networks.js";
 import { freePort, isAlive, startDetached, stopProcess, waitFor, type StartedProcess } from "./processes.js";
@@ -30,6 +37,8 @@ export interface ClusterState {
   apiserverUrl: string;
   etcdUrl: string;
   minioEndpoint: string;
+  /** host:port of the Kafka broker. Absent in the state of a cluster started before it had one. */
+  kafkaBootstrapServers?: string;
   /** The 127.N.0.0/16 block this cluster claimed for pod addresses. */
   /** Absent in the state of a cluster started before pod networks were claimed. */
   podNetwork?: string;
@@ -52,6 +61,7 @@ function paths(dir: string) {
     pki: path.join(dir, "pki"),
     etcdData: path.join(dir, "etcd"),
     minioData: path.join(dir, "minio"),
+    kafka: path.join(dir, "kafka"),
     pods: path.join(dir, "pods"),
     controllerManagerKubeconfig: path.join(dir, "pki", "kube-controller-manager.kubeconfig"),
   };
@@ -101,12 +111,12 @@ function httpGetOk(url: string, options: https.RequestOptions = {}): Promise<boo
   });
 }
 
-/** True when every recorded process runs and the apiserver answers /readyz. */
+/** True when every recorded process runs, the cluster has a broker, and the apiserver answers /readyz. */
 export async function isHealthy(
   state: ClusterState | undefined,
   pki: PkiPaths | undefined,
 ): Promise<boolean> {
-  if (!state || !pki || !state.processes.every((p) => isAlive(p.pid))) return false;
+  if (!state?.kafkaBootstrapServers || !pki || !state.processes.every((p) => isAlive(p.pid))) return false;
   try {
     return await httpGetOk(`${state.apiserverUrl}/readyz`, { ca: readFileSync(pki.caCert) });
   } catch {
@@ -150,9 +160,9 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
 
   const binaries = await ensureAssets(log);
   const started = Date.now();
-  for (const d of [p.etcdData, p.minioData, p.logs, p.pods, p.pki])
+  for (const d of [p.etcdData, p.minioData, p.kafka, p.logs, p.pods, p.pki])
     rmSync(d, { recursive: true, force: true });
-  for (const d of [dir, p.etcdData, p.minioData, p.logs, p.pods]) mkdirSync(d, { recursive: true });
+  for (const d of [dir, p.etcdData, p.minioData, p.kafka, p.logs, p.pods]) mkdirSync(d, { recursive: true });
   const podNetworkOctet = await claimPodNetwork({
     clusterDir: dir,
     preferred: preferredOctet(dir, clusterDir({})),
@@ -161,18 +171,27 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
   linkBinaries(p.bin, binaries);
   const pki = await createPki(p.pki);
 
-  const [etcdPort, etcdPeerPort, apiserverPort, minioPort, kcmPort, kubeletPort] = await Promise.all(
-    Array.from({ length: 6 }, () => freePort()),
-  );
+  const [
+    etcdPort,
+    etcdPeerPort,
+    apiserverPort,
+    minioPort,
+    kcmPort,
+    kubeletPort,
+    kafkaPort,
+    kafkaControllerPort,
+  ] = await Promise.all(Array.from({ length: 8 }, () => freePort()));
   const etcdUrl = `http://127.0.0.1:${etcdPort}`;
   const apiserverUrl = `https://127.0.0.1:${apiserverPort}`;
   const minioEndpoint = `http://127.0.0.1:${minioPort}`;
+  const kafkaBootstrapServers = `127.0.0.1:${kafkaPort}`;
   const processes: StartedProcess[] = [];
   const logFile = (name: string) => path.join(p.logs, `${name}.log`);
   const state: ClusterState = {
     apiserverUrl,
     etcdUrl,
     minioEndpoint,
+    kafkaBootstrapServers,
     podNetwork: podNetworkCidr(podNetworkOctet),
     kubeconfig: p.kubeconfig,
     processes,
@@ -186,6 +205,8 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
     return proc;
   };
 
+  // The broker starts in the background; `down` after a failure must wait for it to be recorded.
+  let kafkaStarted: Promise<StartedProcess> | undefined;
   try {
     const etcd = record(
       startDetached(
@@ -222,6 +243,21 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
         },
       ),
     );
+
+    // The JVM is the slowest to start: format its storage and start it while the others come up.
+    const kafkaFiles = writeKafkaConfig(p.kafka, { broker: kafkaPort!, controller: kafkaControllerPort! });
+    kafkaStarted = formatKafkaStorage(kafkaLibsDir(), kafkaFiles, logFile("kafka")).then(() =>
+      record(
+        startDetached(
+          "kafka",
+          "java",
+          kafkaJavaArgs(kafkaLibsDir(), kafkaFiles, "kafka.Kafka", [kafkaFiles.config]),
+          logFile("kafka"),
+        ),
+      ),
+    );
+    // A failure is reported where this is awaited below; until then it must not count as unhandled.
+    kafkaStarted.catch(() => undefined);
 
     await waitFor("etcd", () => httpGetOk(`${etcdUrl}/health`), 30_000, etcd.pid);
     const apiserver = record(
@@ -317,6 +353,8 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
       60_000,
       minio.pid,
     );
+    const kafka = await kafkaStarted;
+    await waitFor("Kafka metadata", () => kafkaReady(kafkaBootstrapServers), 90_000, kafka.pid);
     const kc = new KubeConfig();
     kc.loadFromFile(p.kubeconfig);
     const core = kc.makeApiClient(CoreV1Api);
@@ -350,6 +388,17 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
         stringData: { endpoint: minioEndpoint, accessKey: minioUser, secretKey: minioPassword },
       },
     });
+    await core.createNamespacedSecret({
+      namespace: "default",
+      body: {
+        metadata: {
+          name: KAFKA_SECRET_NAME,
+          labels: { "app.kubernetes.io/part-of": "streamjob-devcluster" },
+        },
+        type: "Opaque",
+        stringData: { bootstrapServers: kafkaBootstrapServers },
+      },
+    });
     const exited = processes.filter((proc) => !isAlive(proc.pid));
     if (exited.length > 0) throw new Error(`${exited.map((x) => x.name).join(", ")} exited during start-up`);
     state.readyAfterMs = Date.now() - started;
@@ -358,6 +407,7 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
   } catch (err) {
     log(`cluster failed to start: ${(err as Error).message}`);
     log(`logs are in ${p.logs}`);
+    await kafkaStarted?.catch(() => undefined);
     await down(() => undefined);
     throw err;
   }
@@ -388,7 +438,7 @@ export async function down(log: (line: string) => void = console.log): Promise<v
     await releasePodNetwork({ clusterDir: dir });
     return;
   }
-  const order = ["node-agent", "kube-controller-manager", "kube-apiserver", "minio", "etcd"];
+  const order = ["node-agent", "kube-controller-manager", "kube-apiserver", "kafka", "minio", "etcd"];
   const sorted = [...state.processes].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
   for (const proc of sorted) {
     await stopProcess(proc.pid, proc.name === "node-agent" ? 40_000 : 10_000);
