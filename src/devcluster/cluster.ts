@@ -1,9 +1,11 @@
 // The local cluster: etcd, kube-apiserver, kube-controller-manager, MinIO, a Kafka broker and the
 // node agent, started on loopback with free ports. Everything lives under .devcluster/ (git-ignored).
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { Admin } from "@platformatic/kafka";
 import { randomBytes } from "node:crypto";
 import {
   chmodSync,
+  cpSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -17,16 +19,10 @@ import https from "node:https";
 import http from "node:http";
 import path from "node:path";
 import { stringify } from "yaml";
-import { ensureAssets, kafkaLibsDir, repoRoot, type BinaryName } from "./assets.js";
+import { ensureAssets, kafkaLibsDir, kafkaStorageTemplateDir, repoRoot, type BinaryName } from "./assets.js";
 import { STORAGE_SECRET_NAME } from "../storage/minio-object-store.js";
 import { foldersClosedToOthers } from "./node-agent/images.js";
-import {
-  formatKafkaStorage,
-  KAFKA_SECRET_NAME,
-  kafkaJavaArgs,
-  kafkaReady,
-  writeKafkaConfig,
-} from "./kafka.js";
+import { KAFKA_SECRET_NAME, kafkaJavaArgs, writeKafkaConfig } from "./kafka.js";
 import { createPki, type PkiPaths } from "./pki.js";
 import { claimPodNetwork, podNetworkCidr, preferredOctet, releasePodNetwork } from "./pod-networks.js";
 import { freePort, isAlive, startDetached, stopProcess, waitFor, type StartedProcess } from "./processes.js";
@@ -109,6 +105,22 @@ function httpGetOk(url: string, options: https.RequestOptions = {}): Promise<boo
     req.on("timeout", () => req.destroy(new Error("timeout")));
     req.on("error", reject);
   });
+}
+
+/** True once the broker answers a metadata request naming itself: registered and unfenced. */
+async function kafkaReady(bootstrapServers: string): Promise<boolean> {
+  const admin = new Admin({
+    clientId: "devcluster-readiness",
+    bootstrapBrokers: [bootstrapServers],
+    retries: 0,
+    timeout: 2_000,
+  });
+  try {
+    const metadata = await admin.metadata({ topics: [] });
+    return metadata.brokers.size > 0;
+  } finally {
+    await admin.close();
+  }
 }
 
 /** True when every recorded process runs, the cluster has a broker, and the apiserver answers /readyz. */
@@ -205,8 +217,6 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
     return proc;
   };
 
-  // The broker starts in the background; `down` after a failure must wait for it to be recorded.
-  let kafkaStarted: Promise<StartedProcess> | undefined;
   try {
     const etcd = record(
       startDetached(
@@ -244,20 +254,17 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
       ),
     );
 
-    // The JVM is the slowest to start: format its storage and start it while the others come up.
+    // The JVM is the slowest to start: it comes up while the control plane does.
     const kafkaFiles = writeKafkaConfig(p.kafka, { broker: kafkaPort!, controller: kafkaControllerPort! });
-    kafkaStarted = formatKafkaStorage(kafkaLibsDir(), kafkaFiles, logFile("kafka")).then(() =>
-      record(
-        startDetached(
-          "kafka",
-          "java",
-          kafkaJavaArgs(kafkaLibsDir(), kafkaFiles, "kafka.Kafka", [kafkaFiles.config]),
-          logFile("kafka"),
-        ),
+    cpSync(kafkaStorageTemplateDir(), kafkaFiles.dataDir, { recursive: true });
+    const kafka = record(
+      startDetached(
+        "kafka",
+        "java",
+        kafkaJavaArgs(kafkaLibsDir(), kafkaFiles, "kafka.Kafka", [kafkaFiles.config]),
+        logFile("kafka"),
       ),
     );
-    // A failure is reported where this is awaited below; until then it must not count as unhandled.
-    kafkaStarted.catch(() => undefined);
 
     await waitFor("etcd", () => httpGetOk(`${etcdUrl}/health`), 30_000, etcd.pid);
     const apiserver = record(
@@ -353,7 +360,6 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
       60_000,
       minio.pid,
     );
-    const kafka = await kafkaStarted;
     await waitFor("Kafka metadata", () => kafkaReady(kafkaBootstrapServers), 90_000, kafka.pid);
     const kc = new KubeConfig();
     kc.loadFromFile(p.kubeconfig);
@@ -407,7 +413,6 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
   } catch (err) {
     log(`cluster failed to start: ${(err as Error).message}`);
     log(`logs are in ${p.logs}`);
-    await kafkaStarted?.catch(() => undefined);
     await down(() => undefined);
     throw err;
   }

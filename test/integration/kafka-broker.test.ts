@@ -10,14 +10,28 @@ import {
   stringSerializers,
 } from "@platformatic/kafka";
 import { randomBytes } from "node:crypto";
-import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
+import { parseAllDocuments } from "yaml";
 import { readState } from "../../src/devcluster/cluster.js";
 import { KAFKA_SECRET_NAME } from "../../src/devcluster/kafka.js";
 import { LocalCluster } from "../support/local-cluster.js";
-import { clients, processAlive, repoRoot, testClusterDir } from "./support/cluster.js";
+import {
+  clients,
+  createNamespace,
+  kubectl,
+  processAlive,
+  repoRoot,
+  testClusterDir,
+} from "./support/cluster.js";
 
 const { core } = clients();
+const namespaces: string[] = [];
+
+afterAll(async () => {
+  await Promise.all(namespaces.map((name) => core.deleteNamespace({ name }).catch(() => undefined)));
+});
 
 async function bootstrapServersFromSecret(): Promise<string> {
   const secret = await core.readNamespacedSecret({ name: KAFKA_SECRET_NAME, namespace: "default" });
@@ -153,3 +167,40 @@ function javaProcessesNaming(dir: string): string[] {
   }
   return found;
 }
+
+test("manifests/kafka.yaml is accepted by the API server, and its pod where Pod Security 'restricted' is enforced", async () => {
+  const manifest = path.join(repoRoot, "manifests", "kafka.yaml");
+  const applied = await kubectl("apply", "--dry-run=server", "-f", manifest);
+  // The local cluster already has the Secret: applying it would update it.
+  expect(applied).toContain("secret/streamjob-kafka configured (server dry run)");
+  for (const object of ["service/kafka", "deployment.apps/kafka"])
+    expect(applied).toContain(`${object} created (server dry run)`);
+
+  const ns = await createNamespace(core, "kafka-restricted", {
+    "pod-security.kubernetes.io/enforce": "restricted",
+  });
+  namespaces.push(ns);
+  const deployment = parseAllDocuments(readFileSync(manifest, "utf8"))
+    .map((doc) => doc.toJS() as { kind: string; spec: { template: { spec: object } } })
+    .find((object) => object.kind === "Deployment")!;
+  const scratch = mkdtempSync(path.join(tmpdir(), "kafka-manifest-"));
+  try {
+    const pod = (spec: object) => {
+      const file = path.join(scratch, "pod.json");
+      writeFileSync(
+        file,
+        JSON.stringify({ apiVersion: "v1", kind: "Pod", metadata: { name: "kafka" }, spec }),
+      );
+      return kubectl("create", "--dry-run=server", "-n", ns, "-f", file);
+    };
+    const podSpec = deployment.spec.template.spec as { securityContext: { seccompProfile?: object } };
+    expect(await pod(podSpec)).toContain("pod/kafka created (server dry run)");
+    // The check is real: the same pod without its seccomp profile is refused.
+    const { seccompProfile: _, ...unconfined } = podSpec.securityContext;
+    await expect(pod({ ...podSpec, securityContext: unconfined })).rejects.toThrow(
+      /violates PodSecurity "restricted:latest"/,
+    );
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+});
