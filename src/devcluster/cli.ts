@@ -2,7 +2,7 @@
 import path from "node:path";
 import { ensureAssets } from "./assets.js";
 import { clusterDir, down, up } from "./cluster.js";
-import { KAFKA_SECRET_NAME } from "./kafka.js";
+import { KAFKA_SECRET_NAME } from "../connectors/kafka/connection.js";
 
 function printUsage(state: { kubeconfig: string }): void {
   const bin = path.join(clusterDir(), "bin");

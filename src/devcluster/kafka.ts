@@ -5,9 +5,6 @@ import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
-/** The Secret (in namespace `default`) whose key `bootstrapServers` names the broker. */
-export const KAFKA_SECRET_NAME = "streamjob-kafka";
-
 export interface KafkaPorts {
   broker: number;
   controller: number;

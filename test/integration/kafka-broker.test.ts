@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseAllDocuments } from "yaml";
 import { readState } from "../../src/devcluster/cluster.js";
-import { KAFKA_SECRET_NAME } from "../../src/devcluster/kafka.js";
+import { KAFKA_SECRET_NAME, kafkaConnectionFromSecret } from "../../src/connectors/kafka/connection.js";
 import { LocalCluster } from "../support/local-cluster.js";
 import {
   clients,
@@ -33,16 +33,17 @@ afterAll(async () => {
   await Promise.all(namespaces.map((name) => core.deleteNamespace({ name }).catch(() => undefined)));
 });
 
-async function bootstrapServersFromSecret(): Promise<string> {
+async function bootstrapServersFromSecret(): Promise<string[]> {
   const secret = await core.readNamespacedSecret({ name: KAFKA_SECRET_NAME, namespace: "default" });
-  const encoded = secret.data?.bootstrapServers;
-  if (!encoded) throw new Error(`Secret default/${KAFKA_SECRET_NAME} has no key bootstrapServers`);
-  return Buffer.from(encoded, "base64").toString("utf8");
+  const data = Object.fromEntries(
+    Object.entries(secret.data ?? {}).map(([key, value]) => [key, Buffer.from(value, "base64").toString()]),
+  );
+  return kafkaConnectionFromSecret(data).bootstrapServers;
 }
 
 /** Every record of `topic` from the start, as "value@partition:offset", once `done` says enough. */
 async function readTopic(
-  bootstrapServers: string,
+  bootstrapServers: string[],
   topic: string,
   isolationLevel: number,
   done: (values: string[]) => boolean,
@@ -50,7 +51,7 @@ async function readTopic(
   const consumer = new Consumer({
     clientId: "kafka-broker-test",
     groupId: `kafka-broker-test-${randomBytes(4).toString("hex")}`,
-    bootstrapBrokers: [bootstrapServers],
+    bootstrapBrokers: bootstrapServers,
     deserializers: stringDeserializers,
     isolationLevel,
     maxWaitTime: 500,
@@ -76,14 +77,14 @@ async function readTopic(
 
 test("the Secret names the broker, and read_committed consumers see committed transactions and never aborted ones", async () => {
   const bootstrapServers = await bootstrapServersFromSecret();
-  expect(bootstrapServers).toBe(readState(testClusterDir)!.kafkaBootstrapServers);
-  expect(bootstrapServers).toMatch(/^127\.0\.0\.1:\d+$/);
+  expect(bootstrapServers).toEqual([readState(testClusterDir)!.kafkaBootstrapServers]);
+  expect(bootstrapServers[0]).toMatch(/^127\.0\.0\.1:\d+$/);
 
   const topic = `transactions-${randomBytes(4).toString("hex")}`;
-  const admin = new Admin({ clientId: "kafka-broker-test", bootstrapBrokers: [bootstrapServers] });
+  const admin = new Admin({ clientId: "kafka-broker-test", bootstrapBrokers: bootstrapServers });
   const producer = new Producer({
     clientId: "kafka-broker-test",
-    bootstrapBrokers: [bootstrapServers],
+    bootstrapBrokers: bootstrapServers,
     idempotent: true,
     transactionalId: `kafka-broker-test-${topic}`,
     serializers: stringSerializers,
