@@ -18,9 +18,9 @@ export interface KafkaFiles {
 }
 
 // A bounded heap: the broker of a throwaway cluster on a 2-core machine needs little. C1 only
-// (TieredStopAtLevel=1): the JVM starts in about half the CPU time (measured: 3.8 s instead of
-// 6.3 s to the first metadata answer), and a local broker's throughput is bounded by the 2 cores
-// its clients share anyway.
+// (TieredStopAtLevel=1): the JVM reaches its first metadata answer on about half the CPU time
+// (measured: 3.7-4.0 s instead of 6.0-6.7 s), and a local broker's throughput is bounded by the
+// 2 cores its clients share anyway.
 const jvmOptions = [
   "-Xms64m",
   "-Xmx384m",
