@@ -22,7 +22,14 @@ import { keyGroupForKey, keyGroupRangeForTask } from "../src/api/key-groups.js";
 import { jobDirectory, MANIFEST_NAME } from "../src/api/object-layout.js";
 import { CheckpointManifest, type TaskManagerStatus } from "../src/api/protocol.js";
 import { GROUP, PLURAL, VERSION, type StreamJob } from "../src/api/streamjob.js";
-import { assetsCacheDir, componentsToBuild, componentVersion, repoRoot } from "../src/devcluster/assets.js";
+import {
+  assetsCacheDir,
+  componentsToBuild,
+  componentVersion,
+  kafkaAssetsPresent,
+  kafkaVersion,
+  repoRoot,
+} from "../src/devcluster/assets.js";
 import { clusterDir as devclusterDir } from "../src/devcluster/cluster.js";
 import {
   ensureBucket,
@@ -221,15 +228,18 @@ async function build(): Promise<void> {
 
 async function assets(): Promise<void> {
   heading(
-    "The local cluster's binaries: etcd, kube-apiserver, kube-controller-manager, kubectl, MinIO, helm",
+    "The local cluster's binaries: etcd, kube-apiserver, kube-controller-manager, kubectl, MinIO, helm, Kafka",
   );
-  const missing = componentsToBuild();
+  const missing = componentsToBuild().map((c) => `${c.name} ${componentVersion(c)}`);
+  if (!kafkaAssetsPresent()) missing.push(`kafka ${kafkaVersion()} (jars from Maven Central)`);
   if (missing.length === 0) {
     say(`present in ${assetsCacheDir()}`);
     return;
   }
-  say(`missing: ${missing.map((c) => `${c.name} ${componentVersion(c)}`).join(", ")}`);
-  say("building them once with Go (npm run assets); the first build takes about 15 minutes on 2 cores,");
+  say(`missing: ${missing.join(", ")}`);
+  say(
+    "building (Go) or fetching (Kafka) them once with npm run assets; the Go build takes 15 minutes on 2 cores,",
+  );
   say(`later runs reuse ${assetsCacheDir()}`);
   const started = Date.now();
   await run("npm", ["run", "-s", "assets"], { stream: true });

@@ -2,6 +2,7 @@
 import path from "node:path";
 import { ensureAssets } from "./assets.js";
 import { clusterDir, down, up } from "./cluster.js";
+import { KAFKA_SECRET_NAME } from "../connectors/kafka/connection.js";
 
 function printUsage(state: { kubeconfig: string }): void {
   const bin = path.join(clusterDir(), "bin");
@@ -27,6 +28,9 @@ async function main(command: string | undefined): Promise<void> {
           `local cluster ready at ${state.apiserverUrl} in ${(state.readyAfterMs / 1000).toFixed(1)}s`,
         );
       console.log(`MinIO at ${state.minioEndpoint} (credentials in Secret default/streamjob-storage)`);
+      console.log(
+        `Kafka at ${state.kafkaBootstrapServers} (bootstrapServers in Secret default/${KAFKA_SECRET_NAME})`,
+      );
       if (state.podNetwork) console.log(`pod addresses from ${state.podNetwork}`);
       printUsage(state);
       return;

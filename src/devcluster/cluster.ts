@@ -1,9 +1,11 @@
-// The local cluster: etcd, kube-apiserver, kube-controller-manager, MinIO and the node agent,
-// started on loopback with free ports. Everything lives under .devcluster/ (git-ignored).
+// The local cluster: etcd, kube-apiserver, kube-controller-manager, MinIO, a Kafka broker and the
+// node agent, started on loopback with free ports. Everything lives under .devcluster/ (git-ignored).
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { Admin } from "@platformatic/kafka";
 import { randomBytes } from "node:crypto";
 import {
   chmodSync,
+  cpSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -17,9 +19,11 @@ import https from "node:https";
 import http from "node:http";
 import path from "node:path";
 import { stringify } from "yaml";
-import { ensureAssets, repoRoot, type BinaryName } from "./assets.js";
+import { ensureAssets, kafkaLibsDir, kafkaStorageTemplateDir, repoRoot, type BinaryName } from "./assets.js";
 import { STORAGE_SECRET_NAME } from "../storage/minio-object-store.js";
 import { foldersClosedToOthers } from "./node-agent/images.js";
+import { KAFKA_SECRET_NAME } from "../connectors/kafka/connection.js";
+import { kafkaJavaArgs, writeKafkaConfig } from "./kafka.js";
 import { createPki, type PkiPaths } from "./pki.js";
 import { claimPodNetwork, podNetworkCidr, preferredOctet, releasePodNetwork } from "./pod-networks.js";
 import { freePort, isAlive, startDetached, stopProcess, waitFor, type StartedProcess } from "./processes.js";
@@ -30,6 +34,8 @@ export interface ClusterState {
   apiserverUrl: string;
   etcdUrl: string;
   minioEndpoint: string;
+  /** host:port of the Kafka broker. Absent in the state of a cluster started before it had one. */
+  kafkaBootstrapServers?: string;
   /** The 127.N.0.0/16 block this cluster claimed for pod addresses. */
   /** Absent in the state of a cluster started before pod networks were claimed. */
   podNetwork?: string;
@@ -52,6 +58,7 @@ function paths(dir: string) {
     pki: path.join(dir, "pki"),
     etcdData: path.join(dir, "etcd"),
     minioData: path.join(dir, "minio"),
+    kafka: path.join(dir, "kafka"),
     pods: path.join(dir, "pods"),
     controllerManagerKubeconfig: path.join(dir, "pki", "kube-controller-manager.kubeconfig"),
   };
@@ -101,12 +108,28 @@ function httpGetOk(url: string, options: https.RequestOptions = {}): Promise<boo
   });
 }
 
-/** True when every recorded process runs and the apiserver answers /readyz. */
+/** True once the broker answers a metadata request naming itself: registered and unfenced. */
+async function kafkaReady(bootstrapServers: string): Promise<boolean> {
+  const admin = new Admin({
+    clientId: "devcluster-readiness",
+    bootstrapBrokers: [bootstrapServers],
+    retries: 0,
+    timeout: 2_000,
+  });
+  try {
+    const metadata = await admin.metadata({ topics: [] });
+    return metadata.brokers.size > 0;
+  } finally {
+    await admin.close();
+  }
+}
+
+/** True when every recorded process runs, the cluster has a broker, and the apiserver answers /readyz. */
 export async function isHealthy(
   state: ClusterState | undefined,
   pki: PkiPaths | undefined,
 ): Promise<boolean> {
-  if (!state || !pki || !state.processes.every((p) => isAlive(p.pid))) return false;
+  if (!state?.kafkaBootstrapServers || !pki || !state.processes.every((p) => isAlive(p.pid))) return false;
   try {
     return await httpGetOk(`${state.apiserverUrl}/readyz`, { ca: readFileSync(pki.caCert) });
   } catch {
@@ -150,9 +173,9 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
 
   const binaries = await ensureAssets(log);
   const started = Date.now();
-  for (const d of [p.etcdData, p.minioData, p.logs, p.pods, p.pki])
+  for (const d of [p.etcdData, p.minioData, p.kafka, p.logs, p.pods, p.pki])
     rmSync(d, { recursive: true, force: true });
-  for (const d of [dir, p.etcdData, p.minioData, p.logs, p.pods]) mkdirSync(d, { recursive: true });
+  for (const d of [dir, p.etcdData, p.minioData, p.kafka, p.logs, p.pods]) mkdirSync(d, { recursive: true });
   const podNetworkOctet = await claimPodNetwork({
     clusterDir: dir,
     preferred: preferredOctet(dir, clusterDir({})),
@@ -161,18 +184,27 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
   linkBinaries(p.bin, binaries);
   const pki = await createPki(p.pki);
 
-  const [etcdPort, etcdPeerPort, apiserverPort, minioPort, kcmPort, kubeletPort] = await Promise.all(
-    Array.from({ length: 6 }, () => freePort()),
-  );
+  const [
+    etcdPort,
+    etcdPeerPort,
+    apiserverPort,
+    minioPort,
+    kcmPort,
+    kubeletPort,
+    kafkaPort,
+    kafkaControllerPort,
+  ] = await Promise.all(Array.from({ length: 8 }, () => freePort()));
   const etcdUrl = `http://127.0.0.1:${etcdPort}`;
   const apiserverUrl = `https://127.0.0.1:${apiserverPort}`;
   const minioEndpoint = `http://127.0.0.1:${minioPort}`;
+  const kafkaBootstrapServers = `127.0.0.1:${kafkaPort}`;
   const processes: StartedProcess[] = [];
   const logFile = (name: string) => path.join(p.logs, `${name}.log`);
   const state: ClusterState = {
     apiserverUrl,
     etcdUrl,
     minioEndpoint,
+    kafkaBootstrapServers,
     podNetwork: podNetworkCidr(podNetworkOctet),
     kubeconfig: p.kubeconfig,
     processes,
@@ -220,6 +252,18 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
           MINIO_ROOT_PASSWORD: minioPassword,
           MINIO_BROWSER: "off",
         },
+      ),
+    );
+
+    // The JVM is the slowest to start: it comes up while the control plane does.
+    const kafkaFiles = writeKafkaConfig(p.kafka, { broker: kafkaPort!, controller: kafkaControllerPort! });
+    cpSync(kafkaStorageTemplateDir(), kafkaFiles.dataDir, { recursive: true });
+    const kafka = record(
+      startDetached(
+        "kafka",
+        "java",
+        kafkaJavaArgs(kafkaLibsDir(), kafkaFiles, "kafka.Kafka", [kafkaFiles.config]),
+        logFile("kafka"),
       ),
     );
 
@@ -317,6 +361,7 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
       60_000,
       minio.pid,
     );
+    await waitFor("Kafka metadata", () => kafkaReady(kafkaBootstrapServers), 90_000, kafka.pid);
     const kc = new KubeConfig();
     kc.loadFromFile(p.kubeconfig);
     const core = kc.makeApiClient(CoreV1Api);
@@ -348,6 +393,17 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
         },
         type: "Opaque",
         stringData: { endpoint: minioEndpoint, accessKey: minioUser, secretKey: minioPassword },
+      },
+    });
+    await core.createNamespacedSecret({
+      namespace: "default",
+      body: {
+        metadata: {
+          name: KAFKA_SECRET_NAME,
+          labels: { "app.kubernetes.io/part-of": "streamjob-devcluster" },
+        },
+        type: "Opaque",
+        stringData: { bootstrapServers: kafkaBootstrapServers },
       },
     });
     const exited = processes.filter((proc) => !isAlive(proc.pid));
@@ -388,7 +444,7 @@ export async function down(log: (line: string) => void = console.log): Promise<v
     await releasePodNetwork({ clusterDir: dir });
     return;
   }
-  const order = ["node-agent", "kube-controller-manager", "kube-apiserver", "minio", "etcd"];
+  const order = ["node-agent", "kube-controller-manager", "kube-apiserver", "kafka", "minio", "etcd"];
   const sorted = [...state.processes].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
   for (const proc of sorted) {
     await stopProcess(proc.pid, proc.name === "node-agent" ? 40_000 : 10_000);

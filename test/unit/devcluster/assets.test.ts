@@ -5,6 +5,10 @@ import {
   assetsCacheDir,
   componentVersion,
   components,
+  kafkaAssetsPresent,
+  kafkaLibsDir,
+  kafkaStorageTemplateDir,
+  kafkaVersion,
   resolveBinary,
 } from "../../../src/devcluster/assets.js";
 
@@ -14,6 +18,16 @@ test("every component's version is read from its pinned go.mod", () => {
   expect(versions.etcd).toMatch(/^v3\.6\.\d+$/);
   expect(versions.helm).toMatch(/^v3\./);
   expect(versions.minio).toMatch(/^v0\.0\.0-\d{14}-[0-9a-f]{12}$/);
+});
+
+test("Kafka's version is read from the pinned pom, and its jars and storage template live in the cache", () => {
+  expect(kafkaVersion()).toBe("4.1.1");
+  const env = { STREAMJOB_ASSETS_DIR: "/x" };
+  expect(kafkaLibsDir(env)).toBe("/x/kafka-4.1.1/libs");
+  expect(kafkaStorageTemplateDir(env)).toBe("/x/kafka-4.1.1/storage-template");
+  expect(kafkaAssetsPresent({ STREAMJOB_ASSETS_DIR: mkdtempSync(path.join(tmpdir(), "assets-")) })).toBe(
+    false,
+  );
 });
 
 test("the cache lives outside the repository and honours STREAMJOB_ASSETS_DIR and XDG_CACHE_HOME", () => {
