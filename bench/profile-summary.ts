@@ -1,7 +1,7 @@
 // `tsx bench/profile-summary.ts <dir>`: where a TaskManager's main thread spent its time, from the
 // V8 CPU profiles (`--cpu-prof`) that `BENCH_CPU_PROF_DIR=<dir> npm run bench:checkpoint` leaves.
 // Each sample goes to exactly one share (the first rule its stack matches), so the shares add up to
-// 100% of the profiled time.
+// 100% of the profiled time. The store pulls the encoder's chunks, so encoding is matched before upload.
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 
@@ -31,8 +31,8 @@ const rules: [string, (leaf: Frame, stack: Frame[]) => boolean][] = [
   ["garbage collection", (leaf) => leaf.functionName === "(garbage collector)"],
   ["hashing in the S3 client (MD5, payload SHA-256)", (_, s) => s.some(isHash) && s.some(isS3Client)],
   ["hashing: the part's sha256", (_, s) => s.some(isHash)],
-  ["upload: S3 client, request signing, HTTP", (_, s) => s.some(isS3Client) || s.some(isStore)],
   ["encoding the state part", (_, s) => s.some((f) => f.url.endsWith("/state/state-part.js"))],
+  ["upload: S3 client, request signing, HTTP", (_, s) => s.some(isS3Client) || s.some(isStore)],
   ["other network I/O (socket writes, status server)", (_, s) => s.some(isNetwork)],
   ["unattributed native ((program))", (leaf) => leaf.functionName === "(program)"],
   ["processing records and the rest", () => true],
