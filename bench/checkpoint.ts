@@ -113,6 +113,9 @@ interface Cores {
 }
 
 interface Measurement {
+  /** Of the retained checkpoints: the slowest task's synchronous snapshot and its encode + upload. */
+  taskSyncMs: number;
+  taskAsyncMs: number;
   latencies: number[];
   /** Median ms of each way of uploading the same bytes (raw-transfer.ts); null: not measured. */
   raw: Record<string, number | null>;
@@ -173,6 +176,13 @@ async function measure(
     const last = job.completed.at(-1);
     if (!last) throw new Error(`no checkpoint completed for ${taskmanagers} x ${stateMb} MB`);
     const manifest = await job.manifest(last.checkpointId);
+    // Retention keeps the last two manifests: their slowest task's snapshot (sync) and encode + upload (async).
+    const retained = await Promise.all(job.completed.slice(-2).map((c) => job.manifest(c.checkpointId)));
+    const taskMs = (field: "syncDurationMs" | "asyncDurationMs") =>
+      percentile(
+        retained.map((m) => Math.max(...m.tasks.map((t) => t[field]))),
+        50,
+      );
 
     // The physical limit: the same bytes, one object per task, uploaded in parallel, under the same load.
     const sizes = manifest.tasks.map((t) =>
@@ -190,6 +200,8 @@ async function measure(
       rawUploadRounds(stateMb),
     );
     return {
+      taskSyncMs: taskMs("syncDurationMs"),
+      taskAsyncMs: taskMs("asyncDurationMs"),
       latencies: job.completed.map((c) => c.durationMs),
       raw,
       idle: idle.records,
@@ -209,11 +221,16 @@ async function main(): Promise<void> {
   const cpuRows: string[][] = [];
   const rawRows: string[][] = [];
   console.log(
-    "taskmanagers  state_mb  checkpoints  p50_ms  p99_ms  raw_upload_ms  ratio  records/s(idle)  records/s(ckpt)  drop_pct",
+    "taskmanagers  state_mb  checkpoints  p50_ms  p99_ms  raw_upload_ms  ratio  records/s(idle)  records/s(ckpt)  drop_pct  task_sync_ms  task_async_ms",
   );
   try {
     for (const { taskmanagers, stateMb } of configs) {
-      const { latencies, raw, idle, during, cores } = await measure(store, config, taskmanagers, stateMb);
+      const { latencies, raw, idle, during, cores, taskSyncMs, taskAsyncMs } = await measure(
+        store,
+        config,
+        taskmanagers,
+        stateMb,
+      );
       const p50 = percentile(latencies, 50);
       const p99 = percentile(latencies, 99);
       const rawP50 = Math.min(...Object.values(raw).filter((ms) => ms !== null));
@@ -239,6 +256,8 @@ async function main(): Promise<void> {
           idle.toFixed(0).padStart(16),
           during.toFixed(0).padStart(15),
           drop.toFixed(1).padStart(9),
+          taskSyncMs.toFixed(1).padStart(12),
+          taskAsyncMs.toFixed(0).padStart(13),
         ].join("  "),
       );
     }
