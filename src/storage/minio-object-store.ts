@@ -1,8 +1,16 @@
 // The real ObjectStore: MinIO or any S3-compatible service through the `minio` client. Part bodies
 // stream through a hash into a multipart upload, so at most a few parts of a stream are ever in
 // memory; credentials come from the `streamjob-storage` Secret and never appear in an error message.
+//
+// Writes run on the caller's thread (a TaskManager's record-processing thread), so they do as little
+// as S3 allows: the payload is signed as UNSIGNED-PAYLOAD and sent without a Content-MD5, which leaves
+// the one sha256 the checkpoint protocol needs as the only hash of the bytes; the parts of a stream
+// go up two at a time over kept-alive connections.
 import { createHash } from "node:crypto";
-import { Readable } from "node:stream";
+import http from "node:http";
+import https from "node:https";
+import type { Readable } from "node:stream";
+import { finished } from "node:stream/promises";
 import * as Minio from "minio";
 import { z } from "zod";
 import { ObjectNotFoundError, type ObjectStore, type StoredObject } from "./object-store.js";
@@ -14,6 +22,9 @@ export const STORAGE_SECRET_NAME = "streamjob-storage";
 export const MIN_PART_SIZE_BYTES = 5 * 1024 * 1024;
 
 const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
+
+/** Parts of one multipart upload in flight at a time: with the one being filled, three in memory. */
+const PARALLEL_PARTS = 2;
 
 /** DeleteObjects takes at most this many keys per request. */
 const DELETE_BATCH_SIZE = 1000;
@@ -93,6 +104,7 @@ export class MinioObjectStore implements ObjectStore {
       throw new RangeError(`partSizeBytes must be an integer of at least ${MIN_PART_SIZE_BYTES}`);
     }
     const useSSL = url.protocol === "https:";
+    const agentOptions = { keepAlive: true, maxSockets: 16 };
     this.client = new Minio.Client({
       endPoint: url.hostname.replace(/^\[(.*)\]$/, "$1"),
       port: url.port === "" ? (useSSL ? 443 : 80) : Number(url.port),
@@ -104,12 +116,16 @@ export class MinioObjectStore implements ObjectStore {
       // Setting it also makes a stream of unknown length upload in parts of this size instead of
       // parts sized for the 5 TiB maximum object, which would buffer the whole stream.
       partSize: this.partSizeBytes,
+      transportAgent: useSSL ? new https.Agent(agentOptions) : new http.Agent(agentOptions),
     });
+    // Over plain HTTP the client would hash every payload into its signature; the stored object's
+    // sha256 (computed here anyway) is what checkpoints verify.
+    this.client.enableSHA256 = false;
   }
 
   async put(key: string, body: Buffer | Readable): Promise<StoredObject> {
     if (!Buffer.isBuffer(body)) return this.call("write", key, () => this.putStream(key, body));
-    await this.call("write", key, () => this.client.putObject(this.bucket, key, body, body.length));
+    await this.call("write", key, () => this.putBody(key, body));
     return { sizeBytes: body.length, sha256: createHash("sha256").update(body).digest("hex") };
   }
 
@@ -176,39 +192,71 @@ export class MinioObjectStore implements ObjectStore {
 
   private async putStream(key: string, source: Readable): Promise<StoredObject> {
     const digest = { hash: createHash("sha256"), sizeBytes: 0 };
-    const chunks = hashedChunks(source, digest);
-    // Read up to one part first: a stream that fits goes in one PUT, as a multipart upload costs three
-    // more round trips (find a resumable upload, initiate, complete).
-    const head: Buffer[] = [];
-    let headBytes = 0;
-    while (headBytes <= this.partSizeBytes) {
-      const next = await chunks.next();
-      if (next.done === true) {
-        await this.client.putObject(this.bucket, key, Buffer.concat(head, headBytes), headBytes);
-        return { sizeBytes: digest.sizeBytes, sha256: digest.hash.digest("hex") };
-      }
-      head.push(next.value);
-      headBytes += next.value.length;
+    const parts = partsOf(hashedChunks(source, digest), this.partSizeBytes);
+    // A stream that fits in one part goes in one PUT, as a multipart upload costs two more round
+    // trips (initiate, complete).
+    const first = await parts.next();
+    const second = first.done === true ? first : await parts.next();
+    if (second.done === true) {
+      await this.putBody(key, first.value ?? Buffer.alloc(0));
+    } else {
+      await this.uploadInParts(key, [first.value!, second.value], parts);
     }
-    await this.uploadInParts(key, Readable.from(replay(head, chunks), { objectMode: false }));
     return { sizeBytes: digest.sizeBytes, sha256: digest.hash.digest("hex") };
   }
 
   /**
-   * Multipart upload of `body`. The client does not watch `body` for errors (it pipes it into its
-   * part splitter and waits for that to end), so a failing source is raced here; its unfinished
-   * upload is then aborted so that it neither lingers nor gets resumed by the next PUT of the key.
+   * Multipart upload of `read` then `rest`, PARALLEL_PARTS at a time. When the source or a part
+   * fails, the upload is aborted so that no unfinished upload lingers.
    */
-  private async uploadInParts(key: string, body: Readable): Promise<void> {
-    const sourceFailed = new Promise<never>((_, reject) => body.on("error", reject));
+  private async uploadInParts(key: string, read: Buffer[], rest: AsyncGenerator<Buffer>): Promise<void> {
+    const uploadId = await this.client.initiateNewMultipartUpload(this.bucket, key, {});
+    const uploaded: { part: number; etag: string }[] = [];
+    const inFlight = new Set<Promise<void>>();
     try {
-      await Promise.race([this.client.putObject(this.bucket, key, body), sourceFailed]);
+      let part = 0;
+      for await (const body of replay(read, rest)) {
+        // Waiting here (and not reading on) is what bounds the memory a stream takes.
+        while (inFlight.size >= PARALLEL_PARTS) await Promise.race(inFlight);
+        const number = ++part;
+        const query = `partNumber=${number}&uploadId=${encodeURIComponent(uploadId)}`;
+        const upload: Promise<void> = this.putBody(key, body, query).then((etag) => {
+          uploaded.push({ part: number, etag });
+          inFlight.delete(upload);
+        });
+        // A failed part stays in flight: the next race or the final wait reports it.
+        upload.catch(() => undefined);
+        inFlight.add(upload);
+      }
+      await Promise.all(inFlight);
+      uploaded.sort((a, b) => a.part - b.part);
+      await this.client.completeMultipartUpload(this.bucket, key, uploadId, uploaded);
     } catch (err) {
-      body.destroy();
+      await Promise.allSettled(inFlight);
       // Best effort: the upload already failed and that is what the caller must hear about.
-      await this.client.removeIncompleteUpload(this.bucket, key).catch(() => undefined);
+      await this.client.abortMultipartUpload(this.bucket, key, uploadId).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** One PUT of `body` (an object, or the part of a multipart upload `query` names); its ETag. */
+  private async putBody(key: string, body: Buffer, query?: string): Promise<string> {
+    const response = await this.client.makeRequestStreamAsync(
+      {
+        method: "PUT",
+        bucketName: this.bucket,
+        objectName: key,
+        headers: { "content-length": String(body.length) },
+        ...(query === undefined ? {} : { query }),
+      },
+      body,
+      "",
+      [200],
+      this.region,
+    );
+    response.resume();
+    await finished(response);
+    return String(response.headers.etag ?? "").replace(/^"|"$/g, "");
   }
 
   /** Runs one client call, turning its errors into ObjectNotFoundError or an error with context. */
@@ -312,11 +360,28 @@ function asBuffer(chunk: unknown): Buffer {
   throw new TypeError("put: the stream must yield bytes or strings");
 }
 
-/** The chunks already read, then the rest, each released as soon as it is handed on. */
-async function* replay(
-  head: Buffer[],
-  rest: AsyncGenerator<Buffer, void, undefined>,
-): AsyncGenerator<Buffer> {
-  for (let chunk = head.shift(); chunk !== undefined; chunk = head.shift()) yield chunk;
+/** The buffers already read, then the rest, each released as soon as it is handed on. */
+async function* replay(read: Buffer[], rest: AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
+  for (let buffer = read.shift(); buffer !== undefined; buffer = read.shift()) yield buffer;
   yield* rest;
+}
+
+/**
+ * The chunks regrouped into parts of exactly `partSize` bytes but the last (which holds 1 to
+ * `partSize` bytes; none for an empty stream). A part is cut only once a byte beyond it has arrived.
+ */
+async function* partsOf(chunks: AsyncIterable<Buffer>, partSize: number): AsyncGenerator<Buffer> {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  for await (const chunk of chunks) {
+    pending.push(chunk);
+    pendingBytes += chunk.length;
+    while (pendingBytes > partSize) {
+      const joined = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      yield joined.subarray(0, partSize);
+      pending = [joined.subarray(partSize)];
+      pendingBytes -= partSize;
+    }
+  }
+  if (pendingBytes > 0) yield Buffer.concat(pending, pendingBytes);
 }

@@ -133,6 +133,53 @@ test.each([
   },
 );
 
+test("a stream of exactly one part goes in one PUT; one byte more makes two parts", async () => {
+  for (const [key, size, etagShape] of [
+    ["streams/one-part", MIN_PART_SIZE_BYTES, /^[0-9a-f]{32}$/],
+    ["streams/two-parts", MIN_PART_SIZE_BYTES + 1, /-2$/],
+  ] as const) {
+    const body = randomBytes(size);
+    // Chunks that do not line up with the part boundary.
+    const chunks = Array.from({ length: Math.ceil(size / 300_000) }, (_, i) =>
+      body.subarray(i * 300_000, (i + 1) * 300_000),
+    );
+    await expect(store.put(key, Readable.from(chunks))).resolves.toEqual({
+      sizeBytes: size,
+      sha256: sha256(body),
+    });
+    expect(await etag(key)).toMatch(etagShape);
+    // Buffer#equals: jest's toEqual takes minutes over megabytes.
+    expect((await store.get(key)).equals(body)).toBe(true);
+  }
+});
+
+test("one chunk of several parts is cut into parts without losing or repeating a byte", async () => {
+  const body = randomBytes(3 * MIN_PART_SIZE_BYTES + 12_345);
+  const stored = await store.put("streams/one-big-chunk", Readable.from([body]));
+  expect(stored).toEqual({ sizeBytes: body.length, sha256: sha256(body) });
+  expect(await etag("streams/one-big-chunk")).toMatch(/-4$/);
+  await expect(hashOf(await store.getStream("streams/one-big-chunk"))).resolves.toEqual(stored);
+});
+
+test("a part refused by MinIO fails the put and leaves no object and no unfinished upload", async () => {
+  const key = "streams/upload-gone";
+  async function* generate(): AsyncGenerator<Buffer> {
+    for (let offset = 0; offset < 30 * MB; offset += MB) {
+      // Once a part is up, someone else aborts the upload: every later part is refused.
+      if (offset === 16 * MB) {
+        const [upload] = await incompleteUploads(store, key);
+        await store.client.abortMultipartUpload(store.bucket, key, upload!.uploadId);
+      }
+      yield randomBytes(MB);
+    }
+  }
+  await expect(store.put(key, Readable.from(generate()))).rejects.toThrow(
+    `write s3://${store.bucket}/${key} at ${store.endpoint} failed: NoSuchUpload`,
+  );
+  await expect(store.stat(key)).resolves.toBeNull();
+  await expect(incompleteUploads(store, key)).resolves.toEqual([]);
+});
+
 test("a missing object: stat is null; get, getStream and copy reject with ObjectNotFoundError", async () => {
   await expect(store.stat("missing/key")).resolves.toBeNull();
   await expect(store.get("missing/key")).rejects.toEqual(new ObjectNotFoundError("missing/key"));

@@ -79,6 +79,8 @@ export interface LocalJobOptions {
   events?: Partial<CoordinatorEvents>;
   /** The folder each TaskManager's output goes to (a file per task and epoch). */
   logDir: string;
+  /** Node options for each TaskManager process (a bench's `--cpu-prof`). */
+  execArgv?: string[];
   /** Lets a test stand between the coordinator and a TaskManager. */
   wrapClient?: (client: TaskManagerClient, taskManager: TaskManagerProcess) => TaskManagerClient;
 }
@@ -225,7 +227,7 @@ export class LocalJob {
     mkdirSync(logDir, { recursive: true });
     const log = path.join(logDir, `${this.job.name}-e${deployment.epoch}-t${taskIndex}.log`);
     const fd = openSync(log, "w");
-    const child = spawn(process.execPath, [entryPoint], {
+    const child = spawn(process.execPath, [...(this.options.execArgv ?? []), entryPoint], {
       env: {
         PATH: process.env.PATH,
         POD_IP: address,
