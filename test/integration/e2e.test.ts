@@ -11,6 +11,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { parseAllDocuments, stringify } from "yaml";
 import { jobDirectory } from "../../src/api/object-layout.js";
 import type { StreamJob } from "../../src/api/streamjob.js";
 import { ensureBucket, MinioObjectStore } from "../../src/storage/minio-object-store.js";
@@ -160,10 +161,15 @@ test("RBAC: the chart's default, cluster-wide rules, rendered and bound to the s
     "--show-only",
     "templates/rbac.yaml",
   );
-  expect(rendered).toMatch(/kind: ClusterRole\n/);
-  expect(rendered).toMatch(/kind: ClusterRoleBinding\n/);
+  // Only the cluster-wide objects: the rendering also holds the release's leader-election Role and
+  // RoleBinding under their installed names, and deleting those below would take the running
+  // operator's lease away.
+  const clusterWide = parseAllDocuments(rendered)
+    .map((doc) => doc.toJS() as { kind?: string } | null)
+    .filter((object) => object?.kind === "ClusterRole" || object?.kind === "ClusterRoleBinding");
+  expect(clusterWide.map((object) => object!.kind).sort()).toEqual(["ClusterRole", "ClusterRoleBinding"]);
   const file = path.join(scratch, "cluster-rbac.yaml");
-  writeFileSync(file, rendered);
+  writeFileSync(file, clusterWide.map((object) => stringify(object)).join("---\n"));
   await kubectl("apply", "-f", file);
   try {
     await waitFor("the ClusterRole to apply", () => operatorCan("list", "pods", "--all-namespaces"));
