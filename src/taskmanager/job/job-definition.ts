@@ -62,10 +62,10 @@ export interface SourcePartition<TRecord> {
   startOffset?(): Promise<number>;
   /**
    * The key group whose owner reads this partition, when the partition knows better than a hash of
-   * its id (a Kafka partition spreads by its number; see src/connectors/kafka/source.ts). The job's
-   * `partitionKeyGroup`, when it has one, decides first.
+   * its id (Kafka partitions go round-robin over the tasks; see src/connectors/kafka/source.ts). The
+   * job's `partitionKeyGroup`, when it has one, decides first.
    */
-  keyGroup?(maxParallelism: number): number;
+  keyGroup?(maxParallelism: number, parallelism: number): number;
 }
 
 /** What `process` gets with every record. */
@@ -106,10 +106,11 @@ export function keyGroupOfPartition(
   job: JobDefinition<unknown>,
   partition: Pick<SourcePartition<unknown>, "id" | "keyGroup">,
   maxParallelism: number,
+  parallelism: number,
 ): number {
   return (
     job.partitionKeyGroup?.(partition.id, maxParallelism) ??
-    partition.keyGroup?.(maxParallelism) ??
+    partition.keyGroup?.(maxParallelism, parallelism) ??
     keyGroupForKey(partition.id, maxParallelism)
   );
 }

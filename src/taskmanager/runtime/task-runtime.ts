@@ -79,7 +79,10 @@ export class TaskRuntime {
       ids.add(partition.id);
     }
     const owned = partitions.filter((partition) =>
-      owns(context.keyGroupRange, keyGroupOfPartition(job, partition, context.maxParallelism)),
+      owns(
+        context.keyGroupRange,
+        keyGroupOfPartition(job, partition, context.maxParallelism, context.parallelism),
+      ),
     );
     this.assigned = await Promise.all(
       owned.map(async (source) => ({

@@ -108,7 +108,9 @@ describe("docs/builtin-jobs.md: sequence", () => {
     const partitions = await sequenceJob.partitions(context(["--keys", String(rows.length)], 128));
     expect(partitions.map((partition) => partition.id)).toEqual(rows.map(([id]) => id));
     for (const [id = "", keyGroup, task] of rows) {
-      expect(keyGroupOfPartition(sequenceJob as JobDefinition<unknown>, { id }, 128)).toBe(Number(keyGroup));
+      expect(keyGroupOfPartition(sequenceJob as JobDefinition<unknown>, { id }, 128, 2)).toBe(
+        Number(keyGroup),
+      );
       const owner = [0, 1].find((taskIndex) => {
         const range = keyGroupRangeForTask(128, 2, taskIndex);
         return Number(keyGroup) >= range.start && Number(keyGroup) <= range.end;
