@@ -186,8 +186,21 @@ test("a checkpointed offset below the log start fails naming topic, partition, o
   );
 });
 
-test("a topic that does not exist is refused naming it", async () => {
+test("a topic that does not exist, or is deleted while read, is refused naming it", async () => {
   await expect(KafkaSource.open({ bootstrapServers, topic: `${topic}-missing` })).rejects.toThrow(
     `Kafka topic ${topic}-missing: cannot read its partitions`,
   );
+  const deleted = `${topic}-deleted`;
+  const admin = new Admin({ clientId: "kafka-source-test", bootstrapBrokers: bootstrapServers });
+  try {
+    await admin.createTopics({ topics: [deleted], partitions: 1, replicas: 1 });
+    const [partition] = (await openSource({ topic: deleted })).partitions();
+    expect(await partition!.read(0, 10)).toEqual({ records: [], nextOffset: 0 });
+    await admin.deleteTopics({ topics: [deleted] });
+    await expect(partition!.read(0, 10)).rejects.toThrow(
+      `Kafka topic ${deleted}: cannot read its partitions`,
+    );
+  } finally {
+    await admin.close();
+  }
 });

@@ -79,7 +79,7 @@ export class KafkaOffsetOutOfRangeError extends Error {
 /** Reads one topic; `partitions()` are the job's source partitions, `close()` ends the connections. */
 export class KafkaSource {
   private constructor(
-    private readonly options: Required<Omit<KafkaSourceOptions, "clientId">>,
+    private readonly options: Required<Omit<KafkaSourceOptions, "clientId" | "bootstrapServers">>,
     private readonly consumer: Consumer,
     private readonly partitionCount: number,
   ) {}
@@ -97,7 +97,6 @@ export class KafkaSource {
       const partitionCount = await topicPartitionCount(consumer, options.topic);
       return new KafkaSource(
         {
-          bootstrapServers: options.bootstrapServers,
           topic: options.topic,
           startingPosition: options.startingPosition ?? { kind: "earliest" },
           offsetReset: options.offsetReset ?? "fail",
@@ -156,10 +155,9 @@ export class KafkaSource {
     maxRecords: number,
   ): Promise<SourceBatch<KafkaSourceRecord>> {
     const { topic } = this.options;
-    const metadata = await this.consumer.metadata({ topics: [topic] });
-    const topicMetadata = metadata.topics.get(topic);
-    const leader = topicMetadata?.partitions[partition]?.leader;
-    if (topicMetadata === undefined || leader === undefined) {
+    const topicMetadata = await topicMetadataOf(this.consumer, topic);
+    const leader = topicMetadata.partitions[partition]?.leader;
+    if (leader === undefined) {
       throw new Error(`Kafka topic ${topic} partition ${partition}: not in the cluster's metadata`);
     }
     let response;
@@ -186,7 +184,11 @@ export class KafkaSource {
         isolationLevel: FetchIsolationLevels.READ_COMMITTED,
       });
     } catch (error) {
-      if (!isOffsetOutOfRange(error)) throw error;
+      if (!isOffsetOutOfRange(error)) {
+        // A deleted topic fails fetches with the client's generic retry error: name it instead.
+        await topicMetadataOf(this.consumer, topic, true);
+        throw error;
+      }
       return { records: [], nextOffset: await this.resetOffset(partition, offset) };
     }
     const fetched = response.responses[0]?.partitions[0];
@@ -264,11 +266,16 @@ function committedRecords(
 }
 
 async function topicPartitionCount(consumer: Consumer, topic: string): Promise<number> {
+  return (await topicMetadataOf(consumer, topic)).partitionsCount;
+}
+
+/** The topic's metadata (cached by the client); a missing or deleted topic is an error naming it. */
+async function topicMetadataOf(consumer: Consumer, topic: string, forceUpdate = false) {
   try {
-    const metadata = await consumer.metadata({ topics: [topic] });
-    const count = metadata.topics.get(topic)?.partitionsCount;
-    if (count === undefined || count === 0) throw new Error("no partitions");
-    return count;
+    const metadata = await consumer.metadata({ topics: [topic], forceUpdate });
+    const found = metadata.topics.get(topic);
+    if (found === undefined || found.partitionsCount === 0) throw new Error("no partitions");
+    return found;
   } catch (error) {
     throw new Error(
       `Kafka topic ${topic}: cannot read its partitions (${errorText(error)}); does it exist?`,
