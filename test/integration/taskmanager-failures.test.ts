@@ -18,7 +18,8 @@ import {
 
 const { core } = clients();
 const JOB = "misnamed";
-const WHY = 'job.name "nope": not a built-in job (sequence, wordcount) nor an absolute module path';
+const WHY =
+  'job.name "nope": not a built-in job (sequence, wordcount, kafka-sequence) nor an absolute module path';
 
 let ns: string;
 let operator: InstalledOperator;

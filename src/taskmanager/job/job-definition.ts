@@ -22,15 +22,50 @@ export interface JobContext {
   storage(bucket: string): ObjectStore;
 }
 
+/** A record with its offset, for sources whose offsets have gaps. */
+export interface SourceRecord<TRecord> {
+  readonly offset: number;
+  readonly value: TRecord;
+}
+
 /**
- * One source partition: an ordered, replayable sequence of records numbered by offset from 0.
+ * What a source whose offsets are not contiguous returns from `read` (Kafka: transaction markers,
+ * aborted transactions, retention and compaction leave gaps).
+ */
+export interface SourceBatch<TRecord> {
+  /** In increasing offset order, none below the offset asked for. */
+  readonly records: readonly SourceRecord<TRecord>[];
+  /**
+   * The offset to read next, when the source skipped past offsets that hold no record (a batch of
+   * markers only). Default: the last record's offset + 1, or the offset asked for when none.
+   */
+  readonly nextOffset?: number;
+}
+
+/**
+ * One source partition: an ordered, replayable sequence of records numbered by increasing offsets.
  * Reading the same offset again (after a restore) must give the same record.
  */
 export interface SourcePartition<TRecord> {
   /** Unique within the job; the key of `sourceOffsets` in acks and manifests. */
   readonly id: string;
-  /** Up to `maxRecords` records starting at `offset`; fewer or none when no more are available yet. */
-  read(offset: number, maxRecords: number): Promise<readonly TRecord[]>;
+  /**
+   * Up to `maxRecords` records starting at `offset`; fewer or none when no more are available yet.
+   * A plain array means contiguous offsets (`offset`, `offset` + 1, …); a `SourceBatch` carries each
+   * record's offset.
+   */
+  read(offset: number, maxRecords: number): Promise<readonly TRecord[] | SourceBatch<TRecord>>;
+  /**
+   * Where reading starts when the restored checkpoint has no offset for this partition (a new job,
+   * a new partition). Default: 0. Asked once, when the task opens, so a checkpoint records it.
+   */
+  startOffset?(): Promise<number>;
+  /**
+   * The key group whose owner reads this partition, when the partition knows better than a hash of
+   * its id (Kafka partitions go round-robin over the tasks; see src/connectors/kafka/source.ts). The
+   * job's `partitionKeyGroup`, when it has one, decides first.
+   */
+  keyGroup?(maxParallelism: number, parallelism: number): number;
 }
 
 /** What `process` gets with every record. */
@@ -52,8 +87,8 @@ export interface JobDefinition<TRecord> {
     context: JobContext,
   ): readonly SourcePartition<TRecord>[] | Promise<readonly SourcePartition<TRecord>[]>;
   /**
-   * The key group whose owner reads a partition. Default: keyGroupForKey(partitionId), the rule
-   * docs/protocol.md recommends. Records whose state key is not owned by the reading task cannot be
+   * The key group whose owner reads a partition. Default: the partition's own `keyGroup`, else
+   * keyGroupForKey(partitionId), the rule docs/protocol.md recommends. Records whose state key is not owned by the reading task cannot be
    * processed, so a job keys its state by something that lands in the partition's key group.
    */
   partitionKeyGroup?(partitionId: string, maxParallelism: number): number;
@@ -66,11 +101,16 @@ export function defineJob<TRecord>(job: JobDefinition<TRecord>): JobDefinition<T
   return job;
 }
 
-/** The key group that decides which task reads `partitionId`. */
+/** The key group that decides which task reads `partition`. */
 export function keyGroupOfPartition(
   job: JobDefinition<unknown>,
-  partitionId: string,
+  partition: Pick<SourcePartition<unknown>, "id" | "keyGroup">,
   maxParallelism: number,
+  parallelism: number,
 ): number {
-  return job.partitionKeyGroup?.(partitionId, maxParallelism) ?? keyGroupForKey(partitionId, maxParallelism);
+  return (
+    job.partitionKeyGroup?.(partition.id, maxParallelism) ??
+    partition.keyGroup?.(maxParallelism, parallelism) ??
+    keyGroupForKey(partition.id, maxParallelism)
+  );
 }

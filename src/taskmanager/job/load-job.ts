@@ -3,6 +3,7 @@
 // shape of a JobDefinition; docs/writing-a-job.md).
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { kafkaSequenceJob } from "./builtin/kafka-sequence.js";
 import { sequenceJob } from "./builtin/sequence.js";
 import { wordcountJob } from "./builtin/wordcount.js";
 import type { JobDefinition } from "./job-definition.js";
@@ -10,6 +11,7 @@ import type { JobDefinition } from "./job-definition.js";
 const BUILT_IN_JOBS: Record<string, JobDefinition<unknown>> = {
   sequence: sequenceJob,
   wordcount: wordcountJob,
+  "kafka-sequence": kafkaSequenceJob,
 };
 
 export async function loadJob(programName: string): Promise<JobDefinition<unknown>> {

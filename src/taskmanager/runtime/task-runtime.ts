@@ -13,6 +13,8 @@ import {
   type JobContext,
   type SourcePartition,
   type JobDefinition,
+  type SourceBatch,
+  type SourceRecord,
 } from "../job/job-definition.js";
 import type { KeyGroupedStateBackend, KeyedStateSnapshot } from "../state/keyed-state.js";
 import type { TwoPhaseCommitSink } from "../sink/two-phase-commit-sink.js";
@@ -66,7 +68,7 @@ export class TaskRuntime {
 
   /**
    * Learns the job's partitions and keeps those whose key group this task owns, starting at the
-   * restored offsets (a partition not listed starts at 0).
+   * restored offsets (a partition not listed starts at its `startOffset()`, by default 0).
    */
   async open(restoredOffsets: Readonly<Record<string, number>>): Promise<void> {
     const { job, context } = this.options;
@@ -76,11 +78,18 @@ export class TaskRuntime {
       if (ids.has(partition.id)) throw new Error(`the job has two partitions named ${partition.id}`);
       ids.add(partition.id);
     }
-    this.assigned = partitions
-      .filter((partition) =>
-        owns(context.keyGroupRange, keyGroupOfPartition(job, partition.id, context.maxParallelism)),
-      )
-      .map((source) => ({ source, offset: restoredOffsets[source.id] ?? 0 }));
+    const owned = partitions.filter((partition) =>
+      owns(
+        context.keyGroupRange,
+        keyGroupOfPartition(job, partition, context.maxParallelism, context.parallelism),
+      ),
+    );
+    this.assigned = await Promise.all(
+      owned.map(async (source) => ({
+        source,
+        offset: restoredOffsets[source.id] ?? (await source.startOffset?.()) ?? 0,
+      })),
+    );
   }
 
   /** Starts the loop; the returned promise rejects when the job fails. */
@@ -114,13 +123,23 @@ export class TaskRuntime {
       let sinceYield = 0;
       let roundRecords = 0;
       for (const partition of this.assigned) {
-        const records = await partition.source.read(partition.offset, this.batchSize);
+        const { records, nextOffset } = sourceBatch(
+          partition,
+          await partition.source.read(partition.offset, this.batchSize),
+        );
         if (!this.running) return;
         for (const record of records) {
-          job.process(record, { partitionId: partition.source.id, offset: partition.offset, state, emit });
-          partition.offset++;
+          job.process(record.value, {
+            partitionId: partition.source.id,
+            offset: record.offset,
+            state,
+            emit,
+          });
+          // The next record to read, not a count: offsets may have gaps.
+          partition.offset = record.offset + 1;
           this.processed++;
         }
+        partition.offset = nextOffset;
         sinceYield += records.length;
         roundRecords += records.length;
         if (sinceYield >= this.batchSize) {
@@ -133,6 +152,41 @@ export class TaskRuntime {
       else await yieldToEventLoop();
     }
   }
+}
+
+/**
+ * A read's records with their offsets, and the offset to read next; refuses offsets that do not
+ * increase from the one asked for, naming the partition, since a restore from them would skip or
+ * repeat records.
+ */
+function sourceBatch(
+  partition: AssignedPartition,
+  read: readonly unknown[] | SourceBatch<unknown>,
+): { records: readonly SourceRecord<unknown>[]; nextOffset: number } {
+  const from = partition.offset;
+  if (Array.isArray(read)) {
+    const values = read as readonly unknown[];
+    return {
+      records: values.map((value, i) => ({ offset: from + i, value })),
+      nextOffset: from + values.length,
+    };
+  }
+  const { records, nextOffset } = read as SourceBatch<unknown>;
+  let expectedAtLeast = from;
+  for (const record of records) {
+    if (!Number.isSafeInteger(record.offset) || record.offset < expectedAtLeast) {
+      throw new Error(
+        `source partition ${partition.source.id}: read(${from}) returned offset ${record.offset} where at least ${expectedAtLeast} was expected (offsets must increase)`,
+      );
+    }
+    expectedAtLeast = record.offset + 1;
+  }
+  if (nextOffset !== undefined && (!Number.isSafeInteger(nextOffset) || nextOffset < expectedAtLeast)) {
+    throw new Error(
+      `source partition ${partition.source.id}: read(${from}) returned nextOffset ${nextOffset} where at least ${expectedAtLeast} was expected`,
+    );
+  }
+  return { records, nextOffset: nextOffset ?? expectedAtLeast };
 }
 
 function owns(range: KeyGroupRange, keyGroup: number): boolean {

@@ -4,6 +4,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { keyGroupRangeForTask } from "../../../src/api/key-groups.js";
 import { MemoryObjectStore } from "../../../src/storage/memory-object-store.js";
 import { readEnvironment } from "../../../src/taskmanager/config/environment.js";
+import { kafkaSequenceJob } from "../../../src/taskmanager/job/builtin/kafka-sequence.js";
 import { sequenceJob } from "../../../src/taskmanager/job/builtin/sequence.js";
 import { wordcountJob, wordsOf } from "../../../src/taskmanager/job/builtin/wordcount.js";
 import type { JobDefinition } from "../../../src/taskmanager/job/job-definition.js";
@@ -153,8 +154,9 @@ test("wordcount: two tasks count every word of the corpus once, each word on the
 test("jobs are found by built-in name; anything else must be an absolute module path", async () => {
   expect(await loadJob("sequence")).toBe(sequenceJob);
   expect(await loadJob("wordcount")).toBe(wordcountJob);
+  expect(await loadJob("kafka-sequence")).toBe(kafkaSequenceJob);
   await expect(loadJob("sessions")).rejects.toThrow(
-    'job.name "sessions": not a built-in job (sequence, wordcount) nor an absolute module path',
+    'job.name "sessions": not a built-in job (sequence, wordcount, kafka-sequence) nor an absolute module path',
   );
 });
 
@@ -169,6 +171,54 @@ test("a module is job code when its default export has partitions() and process(
   await expect(loadJob(notAJob)).rejects.toThrow(
     `job.name ${notAJob}: the default export is not a job (needs partitions() and process())`,
   );
+});
+
+describe("kafka-sequence", () => {
+  const keyGroupRange = keyGroupRangeForTask(16, 2, 0);
+  const context = (args: string[]) => ({
+    args,
+    job: JOB,
+    taskIndex: 0,
+    parallelism: 2,
+    maxParallelism: 16,
+    keyGroupRange,
+    storage: () => new MemoryObjectStore("streamjob"),
+  });
+  const record = (value: string) => ({ key: null, value: Buffer.from(value), timestamp: 0 });
+
+  test("without --bootstrap-servers or STREAMJOB_KAFKA_BOOTSTRAP_SERVERS it is a configuration error naming both", async () => {
+    delete process.env.STREAMJOB_KAFKA_BOOTSTRAP_SERVERS;
+    await expect(kafkaSequenceJob.partitions(context(["--topic", "orders"]))).rejects.toThrow(
+      "kafka-sequence: no Kafka: give --bootstrap-servers or set STREAMJOB_KAFKA_BOOTSTRAP_SERVERS",
+    );
+    await expect(
+      kafkaSequenceJob.partitions(context(["--topic", "orders", "--bootstrap-servers", "kafka"])),
+    ).rejects.toThrow('"kafka" is not host:port');
+  });
+
+  test("counts each key from 1 and fails on a duplicate, a gap, or a key whose key group the task does not own", () => {
+    const state = new KeyGroupedStateBackend(16, keyGroupRange);
+    const owned = ["a", "b", "c", "d", "e", "f"].find((key) => state.owns(key))!;
+    const foreign = ["a", "b", "c", "d", "e", "f"].find((key) => !state.owns(key))!;
+    const lines: string[] = [];
+    const at = (offset: number) => ({
+      partitionId: "orders-0",
+      offset,
+      state,
+      emit: (l: string) => lines.push(l),
+    });
+    kafkaSequenceJob.process(record(`${owned}:1`), at(0));
+    kafkaSequenceJob.process(record(`${owned}:2`), at(5));
+    expect(lines).toEqual([`${owned} 1`, `${owned} 2`]);
+    expect(() => kafkaSequenceJob.process(record(`${owned}:2`), at(6))).toThrow(
+      `kafka-sequence: ${owned} got 2 after 2 at orders-0 offset 6: exactly-once violated`,
+    );
+    expect(() => kafkaSequenceJob.process(record(`${owned}:4`), at(6))).toThrow("got 4 after 2");
+    expect(() => kafkaSequenceJob.process(record(`${foreign}:1`), at(7))).toThrow(
+      `kafka-sequence: key ${foreign} came from orders-0, whose task does not own the key's key group`,
+    );
+    expect(() => kafkaSequenceJob.process(record("no number"), at(8))).toThrow('is not "<key>:<n>"');
+  });
 });
 
 describe("the environment", () => {

@@ -1,0 +1,299 @@
+// A Kafka topic's partitions as source partitions of a job (SourcePartition): each reads from the
+// offset the runtime gives it, which is the checkpointed one after a restore. No consumer group
+// decides where a job resumes: partitions are fetched explicitly and nothing is committed to Kafka.
+//
+// Isolation is read_committed, and aborted transactions are filtered here, the way the Java client
+// does it (below): the client library's own filter keeps an aborted batch whenever a fetch response
+// ends before the transaction's abort marker. Offsets skip the markers and the aborted records, so
+// reads return records with their offsets (SourceBatch).
+import {
+  Consumer,
+  FetchIsolationLevels,
+  IS_CONTROL,
+  IS_TRANSACTIONAL,
+  ListOffsetTimestamps,
+  type fetchV17,
+} from "@platformatic/kafka";
+import { keyGroupRangeForTask } from "../../api/key-groups.js";
+import type { SourceBatch, SourcePartition, SourceRecord } from "../../taskmanager/job/job-definition.js";
+
+/** Where a partition without a checkpointed offset starts (a new job, a new partition). */
+export type KafkaStartingPosition =
+  | { kind: "earliest" }
+  | { kind: "latest" }
+  /** The first record with a timestamp at or after this one; the log end when there is none. */
+  | { kind: "timestamp"; timestampMs: number };
+
+/**
+ * What to do when a checkpointed offset is below the partition's log start (retention or
+ * deleteRecords removed it): fail (the default), or skip to the log start or the log end.
+ */
+export type KafkaOffsetReset = "fail" | "earliest" | "latest";
+
+export interface KafkaSourceOptions {
+  bootstrapServers: readonly string[];
+  topic: string;
+  /** Default: earliest. */
+  startingPosition?: KafkaStartingPosition;
+  /** Default: fail. */
+  offsetReset?: KafkaOffsetReset;
+  clientId?: string;
+  /** How long a fetch waits at the broker for new records. Default: 100 ms. */
+  maxWaitMs?: number;
+  /** The most bytes one fetch returns from a partition (at least one batch). Default: 1 MiB. */
+  partitionMaxBytes?: number;
+}
+
+export interface KafkaSourceRecord {
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  /** Milliseconds since the epoch, as the producer or the broker set it. */
+  readonly timestamp: number;
+}
+
+/** The id of a Kafka partition in `sourceOffsets`. */
+export function kafkaPartitionId(topic: string, partition: number): string {
+  return `${topic}-${partition}`;
+}
+
+/**
+ * The key group whose owner reads partition `partition`: the first key group of task
+ * `partition mod parallelism`. So every task reads ⌊N/parallelism⌋ or ⌈N/parallelism⌉ of the N
+ * partitions (hashing 6–12 ids into 128 key groups often gives one task 3 and another none; and no
+ * key group chosen without the parallelism spreads evenly at every parallelism). It changes with
+ * the parallelism: state kept per Kafka partition must be moved by partition, not by key group.
+ */
+export function kafkaPartitionKeyGroup(
+  partition: number,
+  maxParallelism: number,
+  parallelism: number,
+): number {
+  return keyGroupRangeForTask(maxParallelism, parallelism, partition % parallelism).start;
+}
+
+/** A checkpointed offset the broker no longer has, under the default reset policy "fail". */
+export class KafkaOffsetOutOfRangeError extends Error {
+  override readonly name = "KafkaOffsetOutOfRangeError";
+}
+
+/** Reads one topic; `partitions()` are the job's source partitions, `close()` ends the connections. */
+export class KafkaSource {
+  private constructor(
+    private readonly options: Required<Omit<KafkaSourceOptions, "clientId" | "bootstrapServers">>,
+    private readonly consumer: Consumer,
+    private readonly partitionCount: number,
+  ) {}
+
+  /** Connects and learns the topic's partitions; a missing topic is an error naming it. */
+  static async open(options: KafkaSourceOptions): Promise<KafkaSource> {
+    const consumer = new Consumer({
+      clientId: options.clientId ?? "streamjob-kafka-source",
+      // Required by the client; never joined and never committed to.
+      groupId: "streamjob-kafka-source-unused",
+      bootstrapBrokers: [...options.bootstrapServers],
+      isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+    });
+    try {
+      const partitionCount = await topicPartitionCount(consumer, options.topic);
+      return new KafkaSource(
+        {
+          topic: options.topic,
+          startingPosition: options.startingPosition ?? { kind: "earliest" },
+          offsetReset: options.offsetReset ?? "fail",
+          maxWaitMs: options.maxWaitMs ?? 100,
+          partitionMaxBytes: options.partitionMaxBytes ?? 1024 * 1024,
+        },
+        consumer,
+        partitionCount,
+      );
+    } catch (error) {
+      await consumer.close();
+      throw error;
+    }
+  }
+
+  partitions(): SourcePartition<KafkaSourceRecord>[] {
+    return Array.from({ length: this.partitionCount }, (_, partition) => ({
+      id: kafkaPartitionId(this.options.topic, partition),
+      read: (offset, maxRecords) => this.read(partition, offset, maxRecords),
+      startOffset: () => this.startOffset(partition),
+      keyGroup: (maxParallelism, parallelism) =>
+        kafkaPartitionKeyGroup(partition, maxParallelism, parallelism),
+    }));
+  }
+
+  async close(): Promise<void> {
+    await this.consumer.close();
+  }
+
+  private async startOffset(partition: number): Promise<number> {
+    const position = this.options.startingPosition;
+    if (position.kind === "earliest") return this.listOffset(partition, ListOffsetTimestamps.EARLIEST);
+    if (position.kind === "latest") return this.listOffset(partition, ListOffsetTimestamps.LATEST);
+    const offset = await this.listOffset(partition, BigInt(position.timestampMs));
+    // -1: no record at or after the timestamp yet.
+    return offset === -1 ? this.listOffset(partition, ListOffsetTimestamps.LATEST) : offset;
+  }
+
+  private async listOffset(partition: number, timestamp: bigint): Promise<number> {
+    const { topic } = this.options;
+    const offsets = await this.consumer.listOffsets({
+      topics: [topic],
+      partitions: { [topic]: [partition] },
+      timestamp,
+      isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+    });
+    const offset = offsets.get(topic)?.[partition];
+    if (offset === undefined)
+      throw new Error(`Kafka topic ${topic} partition ${partition}: no offset listed`);
+    return Number(offset);
+  }
+
+  private async read(
+    partition: number,
+    offset: number,
+    maxRecords: number,
+  ): Promise<SourceBatch<KafkaSourceRecord>> {
+    const { topic } = this.options;
+    const topicMetadata = await topicMetadataOf(this.consumer, topic);
+    const leader = topicMetadata.partitions[partition]?.leader;
+    if (leader === undefined) {
+      throw new Error(`Kafka topic ${topic} partition ${partition}: not in the cluster's metadata`);
+    }
+    let response;
+    try {
+      response = await this.consumer.fetch({
+        node: leader,
+        topics: [
+          {
+            topicId: topicMetadata.id,
+            partitions: [
+              {
+                partition,
+                fetchOffset: BigInt(offset),
+                partitionMaxBytes: this.options.partitionMaxBytes,
+                currentLeaderEpoch: -1,
+                lastFetchedEpoch: -1,
+              },
+            ],
+          },
+        ],
+        maxWaitTime: this.options.maxWaitMs,
+        minBytes: 1,
+        maxBytes: this.options.partitionMaxBytes,
+        isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+      });
+    } catch (error) {
+      if (!isOffsetOutOfRange(error)) {
+        // A deleted topic fails fetches with the client's generic retry error: name it instead.
+        await topicMetadataOf(this.consumer, topic, true);
+        throw error;
+      }
+      return { records: [], nextOffset: await this.resetOffset(partition, offset) };
+    }
+    const fetched = response.responses[0]?.partitions[0];
+    if (fetched === undefined) return { records: [] };
+    const { records, nextOffset } = committedRecords(fetched, offset);
+    // More than asked: return the first ones; the rest are fetched again from the next offset.
+    if (records.length > maxRecords) return { records: records.slice(0, maxRecords) };
+    return { records, nextOffset };
+  }
+
+  /** The offset to continue at when `offset` is out of the partition's range, by the reset policy. */
+  private async resetOffset(partition: number, offset: number): Promise<number> {
+    const { topic, offsetReset } = this.options;
+    const logStart = await this.listOffset(partition, ListOffsetTimestamps.EARLIEST);
+    const logEnd = await this.listOffset(partition, ListOffsetTimestamps.LATEST);
+    const where = `Kafka topic ${topic} partition ${partition}`;
+    if (offset > logEnd) {
+      // Resetting would move backwards and repeat records: never silently.
+      throw new KafkaOffsetOutOfRangeError(
+        `${where}: offset ${offset} is beyond the log end ${logEnd} (log start ${logStart}); was the topic deleted and created again?`,
+      );
+    }
+    if (offset >= logStart) return offset; // the log start moved back meanwhile? read again.
+    if (offsetReset === "earliest") return logStart;
+    if (offsetReset === "latest") return logEnd;
+    throw new KafkaOffsetOutOfRangeError(
+      `${where}: offset ${offset} no longer exists, the log starts at ${logStart} (retention or deleteRecords removed records the checkpoint had not read); offsetReset is "fail": set it to "earliest" or "latest" to skip them`,
+    );
+  }
+}
+
+/**
+ * The committed records of a read_committed fetch from `from`, and the offset after the last batch.
+ * The Java client's rule: a transactional batch of a producer is aborted from the first offset of
+ * one of its aborted transactions (listed by the broker) until that producer's abort marker.
+ */
+function committedRecords(
+  fetched: fetchV17.FetchResponsePartition,
+  from: number,
+): { records: SourceRecord<KafkaSourceRecord>[]; nextOffset: number } {
+  const aborted = [...fetched.abortedTransactions].sort((a, b) =>
+    a.firstOffset < b.firstOffset ? -1 : a.firstOffset > b.firstOffset ? 1 : 0,
+  );
+  const abortedProducers = new Set<bigint>();
+  let nextAborted = 0;
+  const records: SourceRecord<KafkaSourceRecord>[] = [];
+  let nextOffset = from;
+  for (const batch of fetched.records ?? []) {
+    const lastOffset = batch.firstOffset + BigInt(batch.lastOffsetDelta);
+    nextOffset = Math.max(nextOffset, Number(lastOffset) + 1);
+    while (nextAborted < aborted.length && aborted[nextAborted]!.firstOffset <= lastOffset) {
+      abortedProducers.add(aborted[nextAborted]!.producerId);
+      nextAborted++;
+    }
+    if (batch.attributes & IS_CONTROL) {
+      // A control record's key is (version: int16, type: int16); type 0 is ABORT, 1 is COMMIT.
+      if (batch.records[0]?.key?.readInt16BE(2) === 0) abortedProducers.delete(batch.producerId);
+      continue;
+    }
+    if (batch.attributes & IS_TRANSACTIONAL && abortedProducers.has(batch.producerId)) continue;
+    for (const record of batch.records) {
+      const offset = Number(batch.firstOffset) + record.offsetDelta;
+      if (offset < from) continue; // a fetch returns whole batches
+      records.push({
+        offset,
+        value: {
+          key: record.key,
+          value: record.value,
+          timestamp: Number(batch.firstTimestamp + record.timestampDelta),
+        },
+      });
+    }
+  }
+  return { records, nextOffset };
+}
+
+async function topicPartitionCount(consumer: Consumer, topic: string): Promise<number> {
+  return (await topicMetadataOf(consumer, topic)).partitionsCount;
+}
+
+/** The topic's metadata (cached by the client); a missing or deleted topic is an error naming it. */
+async function topicMetadataOf(consumer: Consumer, topic: string, forceUpdate = false) {
+  try {
+    const metadata = await consumer.metadata({ topics: [topic], forceUpdate });
+    const found = metadata.topics.get(topic);
+    if (found === undefined || found.partitionsCount === 0) throw new Error("no partitions");
+    return found;
+  } catch (error) {
+    throw new Error(
+      `Kafka topic ${topic}: cannot read its partitions (${errorText(error)}); does it exist?`,
+      {
+        cause: error,
+      },
+    );
+  }
+}
+
+function isOffsetOutOfRange(error: unknown): boolean {
+  const found = (error as { findBy?: (property: string, value: unknown) => unknown }).findBy?.(
+    "apiId",
+    "OFFSET_OUT_OF_RANGE",
+  );
+  return found !== undefined && found !== null;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
