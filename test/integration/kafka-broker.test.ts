@@ -5,9 +5,7 @@ import {
   Consumer,
   FetchIsolationLevels,
   MessagesStreamModes,
-  Producer,
   stringDeserializers,
-  stringSerializers,
 } from "@platformatic/kafka";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -15,7 +13,6 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseAllDocuments } from "yaml";
 import { readState } from "../../src/devcluster/cluster.js";
-import { KAFKA_SECRET_NAME, kafkaConnectionFromSecret } from "../../src/connectors/kafka/connection.js";
 import { LocalCluster } from "../support/local-cluster.js";
 import {
   clients,
@@ -25,6 +22,7 @@ import {
   repoRoot,
   testClusterDir,
 } from "./support/cluster.js";
+import { bootstrapServersFromSecret, transactionalProducer } from "./support/kafka.js";
 
 const { core } = clients();
 const namespaces: string[] = [];
@@ -32,14 +30,6 @@ const namespaces: string[] = [];
 afterAll(async () => {
   await Promise.all(namespaces.map((name) => core.deleteNamespace({ name }).catch(() => undefined)));
 });
-
-async function bootstrapServersFromSecret(): Promise<string[]> {
-  const secret = await core.readNamespacedSecret({ name: KAFKA_SECRET_NAME, namespace: "default" });
-  const data = Object.fromEntries(
-    Object.entries(secret.data ?? {}).map(([key, value]) => [key, Buffer.from(value, "base64").toString()]),
-  );
-  return kafkaConnectionFromSecret(data).bootstrapServers;
-}
 
 /** Every record of `topic` from the start, as "value@partition:offset", once `done` says enough. */
 async function readTopic(
@@ -82,13 +72,7 @@ test("the Secret names the broker, and read_committed consumers see committed tr
 
   const topic = `transactions-${randomBytes(4).toString("hex")}`;
   const admin = new Admin({ clientId: "kafka-broker-test", bootstrapBrokers: bootstrapServers });
-  const producer = new Producer({
-    clientId: "kafka-broker-test",
-    bootstrapBrokers: bootstrapServers,
-    idempotent: true,
-    transactionalId: `kafka-broker-test-${topic}`,
-    serializers: stringSerializers,
-  });
+  const producer = transactionalProducer("kafka-broker-test", bootstrapServers, topic);
   try {
     await admin.createTopics({ topics: [topic], partitions: 2, replicas: 1 });
     // Each batch writes to both partitions, so the last committed one follows the aborted one in each.

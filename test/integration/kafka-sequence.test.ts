@@ -2,19 +2,19 @@
 // writes numbered records per key (with aborted transactions between), a TaskManager is SIGKILLed
 // mid-run and the job restores from its latest checkpoint; the committed output holds every key's
 // numbers exactly once, in order.
-import { Admin, Producer, stringSerializers } from "@platformatic/kafka";
+import { Admin } from "@platformatic/kafka";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { keyGroupForKey } from "../../src/api/key-groups.js";
-import { KAFKA_SECRET_NAME, kafkaConnectionFromSecret } from "../../src/connectors/kafka/connection.js";
 import { kafkaPartitionId, KafkaSource } from "../../src/connectors/kafka/source.js";
 import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
 import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
 import { LocalJob } from "../support/local-job.js";
 import { removeBucket } from "../support/storage.js";
 import { waitFor } from "../support/wait.js";
-import { clients, testClusterDir } from "./support/cluster.js";
+import { testClusterDir } from "./support/cluster.js";
+import { bootstrapServersFromSecret, transactionalProducer } from "./support/kafka.js";
 import { storageConfig, storeOnFreshBucket } from "./support/minio.js";
 
 const PARTITIONS = 4;
@@ -32,11 +32,7 @@ let job: LocalJob | undefined;
 beforeAll(async () => {
   storage = await storageConfig();
   store = await storeOnFreshBucket("kafka-sequence");
-  const secret = await clients().core.readNamespacedSecret({ name: KAFKA_SECRET_NAME, namespace: "default" });
-  const data = Object.fromEntries(
-    Object.entries(secret.data ?? {}).map(([key, value]) => [key, Buffer.from(value, "base64").toString()]),
-  );
-  bootstrapServers = kafkaConnectionFromSecret(data).bootstrapServers;
+  bootstrapServers = await bootstrapServersFromSecret();
   const admin = new Admin({ clientId: "kafka-sequence-test", bootstrapBrokers: bootstrapServers });
   try {
     await admin.createTopics({ topics: [topic], partitions: PARTITIONS, replicas: 1 });
@@ -61,13 +57,7 @@ function partitionOf(key: string, i: number): number {
 
 /** Round n writes `<key>:<n>` for every key in one transaction; every fourth is preceded by an aborted one. */
 async function produce(): Promise<void> {
-  const producer = new Producer({
-    clientId: "kafka-sequence-test",
-    bootstrapBrokers: bootstrapServers,
-    idempotent: true,
-    transactionalId: `kafka-sequence-test-${topic}`,
-    serializers: stringSerializers,
-  });
+  const producer = transactionalProducer("kafka-sequence-test", bootstrapServers, topic);
   const round = (n: number) =>
     KEYS.map((key, i) => ({ topic, partition: partitionOf(key, i), key, value: `${key}:${n}` }));
   try {

@@ -1,10 +1,9 @@
 // The Kafka source against the local cluster's broker: committed records exactly once and in order,
 // aborted ones never (also when a fetch ends before the abort marker), reads from any offset,
 // starting positions, and the reset policy when retention moved the log start past a checkpoint.
-import { Admin, Producer, stringSerializers } from "@platformatic/kafka";
+import { Admin } from "@platformatic/kafka";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { KAFKA_SECRET_NAME, kafkaConnectionFromSecret } from "../../src/connectors/kafka/connection.js";
 import {
   KafkaOffsetOutOfRangeError,
   KafkaSource,
@@ -12,21 +11,12 @@ import {
   type KafkaSourceRecord,
 } from "../../src/connectors/kafka/source.js";
 import type { SourceBatch, SourcePartition } from "../../src/taskmanager/job/job-definition.js";
-import { clients } from "./support/cluster.js";
+import { bootstrapServersFromSecret, transactionalProducer } from "./support/kafka.js";
 
 const PARTITIONS = 3;
-const { core } = clients();
 const topic = `source-${randomBytes(4).toString("hex")}`;
 let bootstrapServers: string[];
 const sources: KafkaSource[] = [];
-
-async function bootstrapServersFromSecret(): Promise<string[]> {
-  const secret = await core.readNamespacedSecret({ name: KAFKA_SECRET_NAME, namespace: "default" });
-  const data = Object.fromEntries(
-    Object.entries(secret.data ?? {}).map(([key, value]) => [key, Buffer.from(value, "base64").toString()]),
-  );
-  return kafkaConnectionFromSecret(data).bootstrapServers;
-}
 
 async function openSource(options: Partial<KafkaSourceOptions> = {}): Promise<KafkaSource> {
   const source = await KafkaSource.open({ bootstrapServers, topic, maxWaitMs: 20, ...options });
@@ -71,13 +61,7 @@ let logEnd: number[];
 beforeAll(async () => {
   bootstrapServers = await bootstrapServersFromSecret();
   const admin = new Admin({ clientId: "kafka-source-test", bootstrapBrokers: bootstrapServers });
-  const producer = new Producer({
-    clientId: "kafka-source-test",
-    bootstrapBrokers: bootstrapServers,
-    idempotent: true,
-    transactionalId: `kafka-source-test-${topic}`,
-    serializers: stringSerializers,
-  });
+  const producer = transactionalProducer("kafka-source-test", bootstrapServers, topic);
   try {
     await admin.createTopics({ topics: [topic], partitions: PARTITIONS, replicas: 1 });
     const messages = (values: (p: number) => string[]) =>
