@@ -128,6 +128,12 @@ export const CheckpointStorage = z.object({
 });
 export type CheckpointStorage = z.infer<typeof CheckpointStorage>;
 
+/** The Kafka cluster a job's Kafka sources and sinks use. */
+export const KafkaConnectionRef = z.object({
+  secretName: kubernetesName.default("streamjob-kafka"),
+});
+export type KafkaConnectionRef = z.infer<typeof KafkaConnectionRef>;
+
 export const CheckpointPolicy = z.object({
   interval: duration({ positive: true }).default("10s"),
   timeout: duration({ positive: true }).default("1m"),
@@ -176,6 +182,7 @@ export const StreamJobSpec = z
     suspend: z.boolean().default(false),
     savepointNonce: z.string().max(253).optional(),
     restoreFrom: RestoreFrom.optional(),
+    kafka: KafkaConnectionRef.optional(),
     template: PodTemplate.optional(),
   })
   .refine((spec) => spec.parallelism <= spec.maxParallelism, {

@@ -5,6 +5,7 @@ import { keyGroupRangeForTask } from "../api/key-groups.js";
 import { jobDirectory } from "../api/object-layout.js";
 import { PROTOCOL_VERSION, type TaskManagerConfig } from "../api/protocol.js";
 import { API_VERSION, KIND, type StreamJob } from "../api/streamjob.js";
+import { KAFKA_BOOTSTRAP_SERVERS_KEY } from "../connectors/kafka/connection.js";
 import { ENV, TERMINATION_MESSAGE_PATH } from "../taskmanager/config/environment.js";
 import {
   jobLabelValue,
@@ -175,12 +176,21 @@ function taskManagerPod(input: DesiredInput, taskIndex: number, tokenSecret: str
 
 function operatorEnv(input: DesiredInput, taskIndex: number, tokenSecret: string): V1EnvVar[] {
   const storageSecret = input.job.spec.checkpoint.storage.secretName;
+  const { kafka } = input.job.spec;
   return [
     { name: ENV.config, value: JSON.stringify(taskManagerConfig(input, taskIndex)) },
     { name: ENV.token, valueFrom: { secretKeyRef: { name: tokenSecret, key: TOKEN_SECRET_KEY } } },
     { name: ENV.accessKey, valueFrom: { secretKeyRef: { name: storageSecret, key: "accessKey" } } },
     { name: ENV.secretKey, valueFrom: { secretKeyRef: { name: storageSecret, key: "secretKey" } } },
     { name: ENV.podIp, valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+    ...(kafka
+      ? [
+          {
+            name: ENV.kafkaBootstrapServers,
+            valueFrom: { secretKeyRef: { name: kafka.secretName, key: KAFKA_BOOTSTRAP_SERVERS_KEY } },
+          },
+        ]
+      : []),
   ];
 }
 

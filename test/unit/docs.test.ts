@@ -19,6 +19,7 @@ describe("StreamJobs in README.md, docs/*.md and manifests/examples", () => {
     expect(files).toEqual(
       new Set([
         "README.md",
+        "docs/builtin-jobs.md",
         "docs/streamjob-reference.md",
         "docs/writing-a-job.md",
         "manifests/examples/sequence.yaml",

@@ -5,6 +5,9 @@ import { z } from "zod";
 /** The default name of the Secret (in the job's namespace) holding `bootstrapServers`. */
 export const KAFKA_SECRET_NAME = "streamjob-kafka";
 
+/** The Secret's key holding the brokers, host:port comma-separated. */
+export const KAFKA_BOOTSTRAP_SERVERS_KEY = "bootstrapServers";
+
 // host:port, the host a name, an IPv4 address or a bracketed IPv6 address.
 const hostPort = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 

@@ -13,6 +13,8 @@ export const ENV = {
    * on a host-network cluster would take the port of every pod (docs/protocol.md, "Transport").
    */
   podIp: "POD_IP",
+  /** The brokers of the StreamJob's `kafka` Secret (`bootstrapServers`); set only when it names one. */
+  kafkaBootstrapServers: "STREAMJOB_KAFKA_BOOTSTRAP_SERVERS",
 } as const;
 
 /**

@@ -132,6 +132,23 @@ describe("desiredChildren", () => {
     expect(env(pod, "POD_IP")?.valueFrom).toEqual({ fieldRef: { fieldPath: "status.podIP" } });
   });
 
+  it("gives the brokers of the job's Kafka Secret from that Secret, and nothing Kafka without one", () => {
+    const brokers = (kafka?: { secretName: string }) => {
+      const [pod] = desiredChildren({
+        job: streamJob(kafka ? { kafka } : {}),
+        epoch: 1,
+        storage: STORAGE,
+      }).pods;
+      return env(pod!, "STREAMJOB_KAFKA_BOOTSTRAP_SERVERS");
+    };
+    expect(brokers({ secretName: "orders-kafka" })).toEqual({
+      name: "STREAMJOB_KAFKA_BOOTSTRAP_SERVERS",
+      valueFrom: { secretKeyRef: { name: "orders-kafka", key: "bootstrapServers" } },
+    });
+    expect(brokers()).toBeUndefined();
+    expect(streamJob({ kafka: {} }).spec.kafka).toEqual({ secretName: "streamjob-kafka" });
+  });
+
   it("applies the template: env after the operator's, resources, node selector, tolerations, service account", () => {
     const [pod] = desiredChildren({
       job: streamJob({

@@ -1,7 +1,7 @@
 // The `kafka-sequence` job: the exactly-once check of the Kafka source, `sequence` over a real topic.
 // Arguments: `--topic T` (required), `--bootstrap-servers host:port[,…]` (default: the environment
-// variable STREAMJOB_KAFKA_BOOTSTRAP_SERVERS, which the operator would set from the streamjob-kafka
-// Secret), `--start earliest|latest` (default earliest).
+// variable STREAMJOB_KAFKA_BOOTSTRAP_SERVERS, which the operator sets from the Secret named in the
+// StreamJob's `kafka.secretName`), `--start earliest|latest` (default earliest).
 //
 // Every record's value is `<key>:<n>`; the job keeps a counter per key (state keyed by the key) and
 // requires every n to be exactly counter + 1, failing the task on a gap or a duplicate, and emits
@@ -11,11 +11,9 @@
 import { z } from "zod";
 import { kafkaConnectionFromSecret } from "../../../connectors/kafka/connection.js";
 import { KafkaSource, type KafkaSourceRecord } from "../../../connectors/kafka/source.js";
-import { ConfigurationError } from "../../config/environment.js";
+import { ConfigurationError, ENV } from "../../config/environment.js";
 import { defineJob } from "../job-definition.js";
 import { parseJobArgs } from "./job-args.js";
-
-export const BOOTSTRAP_SERVERS_VARIABLE = "STREAMJOB_KAFKA_BOOTSTRAP_SERVERS";
 
 export const KafkaSequenceArgs = {
   topic: z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, "expected a Kafka topic name"),
@@ -26,10 +24,10 @@ export const KafkaSequenceArgs = {
 export const kafkaSequenceJob = defineJob<KafkaSourceRecord>({
   async partitions(context) {
     const args = parseJobArgs("kafka-sequence", context.args, KafkaSequenceArgs);
-    const servers = args["bootstrap-servers"] ?? process.env[BOOTSTRAP_SERVERS_VARIABLE];
+    const servers = args["bootstrap-servers"] ?? process.env[ENV.kafkaBootstrapServers];
     if (servers === undefined) {
       throw new ConfigurationError(
-        `kafka-sequence: no Kafka: give --bootstrap-servers or set ${BOOTSTRAP_SERVERS_VARIABLE}`,
+        `kafka-sequence: no Kafka: give --bootstrap-servers or set ${ENV.kafkaBootstrapServers}`,
       );
     }
     let bootstrapServers: string[];
