@@ -22,7 +22,7 @@ import {
   repoRoot,
   testClusterDir,
 } from "./support/cluster.js";
-import { bootstrapServersFromSecret, transactionalProducer } from "./support/kafka.js";
+import { kafkaBootstrapServers, transactionalProducer } from "../support/kafka.js";
 
 const { core } = clients();
 const namespaces: string[] = [];
@@ -66,7 +66,7 @@ async function readTopic(
 }
 
 test("the Secret names the broker, and read_committed consumers see committed transactions and never aborted ones", async () => {
-  const bootstrapServers = await bootstrapServersFromSecret();
+  const bootstrapServers = await kafkaBootstrapServers(core);
   expect(bootstrapServers).toEqual([readState(testClusterDir)!.kafkaBootstrapServers]);
   expect(bootstrapServers[0]).toMatch(/^127\.0\.0\.1:\d+$/);
 

@@ -1,15 +1,14 @@
 // A Kafka job under the operator, as a user runs one: the StreamJob names the Kafka Secret in
 // `kafka.secretName`, the TaskManager pods get its brokers from that Secret, and the job's committed
 // output holds every produced number of every key exactly once.
-import { Admin } from "@platformatic/kafka";
 import { randomBytes } from "node:crypto";
 import { jobDirectory } from "../../src/api/object-layout.js";
 import { KAFKA_SECRET_NAME } from "../../src/connectors/kafka/connection.js";
 import { MinioObjectStore } from "../../src/storage/minio-object-store.js";
 import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
+import { ensureTopic, kafkaBootstrapServers, produceNumbers } from "../support/kafka.js";
 import { waitFor } from "../support/wait.js";
 import { clients } from "./support/cluster.js";
-import { bootstrapServersFromSecret, transactionalProducer } from "./support/kafka.js";
 import { storageConfig } from "./support/minio.js";
 import { installOperator, type InstalledOperator } from "./support/operator.js";
 import { createStreamJob, installCrd, jobNamespace, taskManagerPods } from "./support/streamjobs.js";
@@ -28,7 +27,7 @@ let bootstrapServers: string[];
 beforeAll(async () => {
   await installCrd();
   ns = await jobNamespace("kafka-operator");
-  bootstrapServers = await bootstrapServersFromSecret();
+  bootstrapServers = await kafkaBootstrapServers(core);
   await core.createNamespacedSecret({
     namespace: ns,
     body: {
@@ -36,12 +35,7 @@ beforeAll(async () => {
       stringData: { bootstrapServers: bootstrapServers.join(",") },
     },
   });
-  const admin = new Admin({ clientId: "kafka-operator-test", bootstrapBrokers: bootstrapServers });
-  try {
-    await admin.createTopics({ topics: [topic], partitions: PARTITIONS, replicas: 1 });
-  } finally {
-    await admin.close();
-  }
+  await ensureTopic(bootstrapServers, topic, PARTITIONS);
   operator = await installOperator(ns, [ns]);
 }, 180_000);
 
@@ -51,18 +45,14 @@ afterAll(async () => {
 
 test("kafka.secretName brings the brokers to the TaskManagers, and the output is exact", async () => {
   // With parallelism 1 every key group and partition is task 0's, so any key may go to any partition.
-  const producer = transactionalProducer("kafka-operator-test", bootstrapServers, topic);
-  try {
-    for (let n = 1; n <= ROUNDS; n++) {
-      const transaction = await producer.beginTransaction();
-      await transaction.send({
-        messages: KEYS.map((key, i) => ({ topic, partition: i % PARTITIONS, key, value: `${key}:${n}` })),
-      });
-      await transaction.commit();
-    }
-  } finally {
-    await producer.close();
-  }
+  await produceNumbers({
+    bootstrapServers,
+    topic,
+    keys: KEYS,
+    from: 1,
+    to: ROUNDS,
+    partitionOf: (_, i) => i % PARTITIONS,
+  });
   await createStreamJob(ns, {
     apiVersion: "streamjob.dev/v1alpha1",
     kind: "StreamJob",

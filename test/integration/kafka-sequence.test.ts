@@ -13,8 +13,8 @@ import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence
 import { LocalJob } from "../support/local-job.js";
 import { removeBucket } from "../support/storage.js";
 import { waitFor } from "../support/wait.js";
-import { testClusterDir } from "./support/cluster.js";
-import { bootstrapServersFromSecret, transactionalProducer } from "./support/kafka.js";
+import { clients, testClusterDir } from "./support/cluster.js";
+import { kafkaBootstrapServers, transactionalProducer } from "../support/kafka.js";
 import { storageConfig, storeOnFreshBucket } from "./support/minio.js";
 
 const PARTITIONS = 4;
@@ -32,7 +32,7 @@ let job: LocalJob | undefined;
 beforeAll(async () => {
   storage = await storageConfig();
   store = await storeOnFreshBucket("kafka-sequence");
-  bootstrapServers = await bootstrapServersFromSecret();
+  bootstrapServers = await kafkaBootstrapServers(clients().core);
   const admin = new Admin({ clientId: "kafka-sequence-test", bootstrapBrokers: bootstrapServers });
   try {
     await admin.createTopics({ topics: [topic], partitions: PARTITIONS, replicas: 1 });

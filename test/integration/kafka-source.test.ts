@@ -11,7 +11,8 @@ import {
   type KafkaSourceRecord,
 } from "../../src/connectors/kafka/source.js";
 import type { SourceBatch, SourcePartition } from "../../src/taskmanager/job/job-definition.js";
-import { bootstrapServersFromSecret, transactionalProducer } from "./support/kafka.js";
+import { kafkaBootstrapServers, transactionalProducer } from "../support/kafka.js";
+import { clients } from "./support/cluster.js";
 
 const PARTITIONS = 3;
 const topic = `source-${randomBytes(4).toString("hex")}`;
@@ -59,7 +60,7 @@ const committed = (p: number) => Array.from({ length: 10 }, (_, i) => `k${p}:${i
 let logEnd: number[];
 
 beforeAll(async () => {
-  bootstrapServers = await bootstrapServersFromSecret();
+  bootstrapServers = await kafkaBootstrapServers(clients().core);
   const admin = new Admin({ clientId: "kafka-source-test", bootstrapBrokers: bootstrapServers });
   const producer = transactionalProducer("kafka-source-test", bootstrapServers, topic);
   try {
