@@ -10,17 +10,12 @@ import { cpus } from "node:os";
 import path from "node:path";
 import { clusterDir, readState } from "../src/devcluster/cluster.js";
 import { HttpTaskManagerClient } from "../src/coordinator/http-task-manager-client.js";
-import {
-  ensureBucket,
-  MinioObjectStore,
-  storageConfigFromSecret,
-  type StorageConfig,
-} from "../src/storage/minio-object-store.js";
-import { LocalCluster, repoRoot } from "../test/support/local-cluster.js";
+import { MinioObjectStore, type StorageConfig } from "../src/storage/minio-object-store.js";
+import { repoRoot } from "../test/support/local-cluster.js";
 import { LocalJob } from "../test/support/local-job.js";
-import { storageSecretData } from "../test/support/storage.js";
 import { sleep } from "../test/support/wait.js";
 import { cpuSeconds, machineBusySeconds, percentile } from "./measure.js";
+import { benchStorage } from "./local-storage.js";
 import { goUploadMs, timeUploads, uploadWays } from "./raw-transfer.js";
 
 const allConfigs = [
@@ -40,12 +35,6 @@ const windowMs = Number(process.env.BENCH_WINDOW_MS ?? 3_000);
 const rounds = 4;
 const intervalMs = 1_000;
 const rawUploadRounds = (stateMb: number) => (stateMb >= 100 ? 5 : 10);
-
-async function storage() {
-  const cluster = new LocalCluster(clusterDir());
-  cluster.cli("up");
-  return storageConfigFromSecret(await storageSecretData(cluster.clients().core));
-}
 
 /** CPU seconds a process has used (0 once it is gone): where the checkpoint's cost lands. */
 function cpuSecondsOf(pid: number | undefined): number {
@@ -214,9 +203,7 @@ async function measure(
 }
 
 async function main(): Promise<void> {
-  const config = await storage();
-  const store = new MinioObjectStore({ ...config, bucket: `bench-${randomBytes(3).toString("hex")}` });
-  await ensureBucket(store);
+  const { storage: config, store } = await benchStorage();
   const rows: string[][] = [];
   const cpuRows: string[][] = [];
   const rawRows: string[][] = [];

@@ -3,20 +3,14 @@
 // raw-transfer.ts), and the TaskManagers' peak RSS. The restore time is each TaskManager's own: from
 // its log line "TaskManager listening" to "restored" (reading the parts and rebuilding the state);
 // the job's restore is the slowest TaskManager's. Prints a table, writes bench/results/restore.csv.
-import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { clusterDir } from "../src/devcluster/cluster.js";
-import {
-  ensureBucket,
-  MinioObjectStore,
-  storageConfigFromSecret,
-} from "../src/storage/minio-object-store.js";
-import { LocalCluster, repoRoot } from "../test/support/local-cluster.js";
+import { repoRoot } from "../test/support/local-cluster.js";
 import { LocalJob, type TaskManagerProcess } from "../test/support/local-job.js";
-import { storageSecretData } from "../test/support/storage.js";
 import { sleep, waitFor } from "../test/support/wait.js";
 import { percentile } from "./measure.js";
+import { benchStorage } from "./local-storage.js";
 import { download } from "./raw-transfer.js";
 
 const taskmanagers = Number(process.env.BENCH_TASKMANAGERS ?? 4);
@@ -47,11 +41,7 @@ function peakRssMiB(pid: number): number {
 }
 
 async function main(): Promise<void> {
-  const cluster = new LocalCluster(clusterDir());
-  cluster.cli("up");
-  const storage = storageConfigFromSecret(await storageSecretData(cluster.clients().core));
-  const store = new MinioObjectStore({ ...storage, bucket: `bench-${randomBytes(3).toString("hex")}` });
-  await ensureBucket(store);
+  const { storage, store } = await benchStorage();
   const program = {
     name: path.join(repoRoot, "bench/jobs/ballast.mjs"),
     args: ["--state-bytes", String(taskmanagers * stateMbPerTaskManager * 1_000_000), "--partitions", "64"],
