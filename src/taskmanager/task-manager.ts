@@ -12,7 +12,8 @@ import { restoreCheckpoint, RestoreError } from "./restore/restore.js";
 import { TaskRuntime } from "./runtime/task-runtime.js";
 import { createTaskManagerApp } from "./server/app.js";
 import { jobDirectoryOfManifestKey } from "./sink/output-layout.js";
-import { recoverStagedOutput, TwoPhaseCommitSink, type SinkLocation } from "./sink/two-phase-commit-sink.js";
+import type { SinkLocation } from "./sink/sink.js";
+import { TwoPhaseCommitSink } from "./sink/two-phase-commit-sink.js";
 import { KeyGroupedStateBackend } from "./state/keyed-state.js";
 
 export interface TaskManagerOptions {
@@ -45,18 +46,19 @@ export interface RunningTaskManager {
 export async function startTaskManager(options: TaskManagerOptions): Promise<RunningTaskManager> {
   const { config, log } = options;
   const state = new KeyGroupedStateBackend(config.maxParallelism, config.keyGroupRange);
-  const sink = new TwoPhaseCommitSink(config.taskIndex);
+  const context = {
+    args: config.program.args,
+    job: config.job,
+    taskIndex: config.taskIndex,
+    parallelism: config.parallelism,
+    maxParallelism: config.maxParallelism,
+    keyGroupRange: config.keyGroupRange,
+    storage: options.storage,
+  };
+  const sink = (await options.job.output?.(context)) ?? new TwoPhaseCommitSink(config.taskIndex);
   const runtime = new TaskRuntime({
     job: options.job,
-    context: {
-      args: config.program.args,
-      job: config.job,
-      taskIndex: config.taskIndex,
-      parallelism: config.parallelism,
-      maxParallelism: config.maxParallelism,
-      keyGroupRange: config.keyGroupRange,
-      storage: options.storage,
-    },
+    context,
     state,
     sink,
     ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
@@ -121,12 +123,7 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
       const store = options.storage(restoreFrom.bucket);
       const location = configuredOutput ?? sinkLocationOfManifest(store, restoreFrom.manifestKey);
       const restored = await restoreCheckpoint({ ...config, restoreFrom }, store, state);
-      const output = await recoverStagedOutput(
-        location,
-        restored.checkpointId,
-        config.taskIndex,
-        config.parallelism,
-      );
+      const output = await sink.recover(location, restored.checkpointId, config.parallelism);
       offsets = restored.sourceOffsets;
       checkpoints.restored(restored.checkpointId, location);
       restoredFrom = restored.checkpointId;
@@ -163,6 +160,7 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
       notReady = "stopping";
       checkpoints.close();
       await runtime.stop();
+      await sink.close().catch((err: unknown) => log.warn({ err }, "closing the sink failed"));
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

@@ -15,7 +15,7 @@ import {
 import type { ObjectStore } from "../../storage/object-store.js";
 import type { CheckpointCut } from "../runtime/task-runtime.js";
 import { jobDirectoryOfPartsPrefix } from "../sink/output-layout.js";
-import type { SinkLocation, TwoPhaseCommitSink } from "../sink/two-phase-commit-sink.js";
+import type { Sink, SinkLocation } from "../sink/sink.js";
 import { encodeStatePart, statePartName } from "../state/state-part.js";
 
 export interface CheckpointExecutorOptions {
@@ -23,7 +23,7 @@ export interface CheckpointExecutorOptions {
   taskIndex: number;
   /** Takes the synchronous cut (TaskRuntime.cut). */
   cut(checkpointId: number): CheckpointCut;
-  sink: TwoPhaseCommitSink;
+  sink: Sink;
   /**
    * Where the sink keeps its output (the start-up configuration's `output`); when absent, the bucket
    * and job directory of each trigger's storage.keyPrefix, as v1 configurations without it implied.

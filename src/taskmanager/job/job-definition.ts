@@ -5,6 +5,7 @@
 import { keyGroupForKey, type KeyGroupRange } from "../../api/key-groups.js";
 import type { JobRef } from "../../api/protocol.js";
 import type { ObjectStore } from "../../storage/object-store.js";
+import type { Sink } from "../sink/sink.js";
 import type { KeyedState } from "../state/keyed-state.js";
 
 export type { JsonValue, KeyedState } from "../state/keyed-state.js";
@@ -74,8 +75,12 @@ export interface RecordContext {
   readonly offset: number;
   /** The task's keyed state; only keys in the task's key groups are accepted. */
   readonly state: KeyedState;
-  /** Appends one line to the job's output (exactly-once: committed when a checkpoint completes). */
-  emit(line: string): void;
+  /**
+   * Appends one record to the job's output: a line of the committed files by default, or a record
+   * of the job's `output` (a Kafka topic, keyed by `key`). Exactly-once outputs publish it when a
+   * checkpoint that includes it completes.
+   */
+  emit(value: string, key?: string): void;
 }
 
 export interface JobDefinition<TRecord> {
@@ -92,6 +97,12 @@ export interface JobDefinition<TRecord> {
    * processed, so a job keys its state by something that lands in the partition's key group.
    */
   partitionKeyGroup?(partitionId: string, maxParallelism: number): number;
+  /**
+   * Where `emit` writes. Default: files in the job's bucket, committed exactly once
+   * (docs/protocol.md, "Sink output"). Connectors provide others (src/connectors/kafka/sink.ts).
+   * Called once per task, before a restore, which publishes what the restored checkpoint staged.
+   */
+  output?(context: JobContext): Sink | Promise<Sink>;
   /** Called for each record, in offset order per partition; must be synchronous and deterministic. */
   process(record: TRecord, context: RecordContext): void;
 }

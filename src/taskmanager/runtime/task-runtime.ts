@@ -17,7 +17,7 @@ import {
   type SourceRecord,
 } from "../job/job-definition.js";
 import type { KeyGroupedStateBackend, KeyedStateSnapshot } from "../state/keyed-state.js";
-import type { TwoPhaseCommitSink } from "../sink/two-phase-commit-sink.js";
+import type { Sink } from "../sink/sink.js";
 
 /** The synchronous part of a checkpoint: frozen state, next offsets, sealed sink output. */
 export interface CheckpointCut {
@@ -31,7 +31,7 @@ export interface TaskRuntimeOptions {
   job: JobDefinition<unknown>;
   context: JobContext;
   state: KeyGroupedStateBackend;
-  sink: TwoPhaseCommitSink;
+  sink: Sink;
   /** Records per partition read, and per synchronous batch before yielding. */
   batchSize?: number;
   /** Pause when no partition had a record. */
@@ -118,7 +118,7 @@ export class TaskRuntime {
 
   private async run(): Promise<void> {
     const { job, state, sink } = this.options;
-    const emit = (line: string) => sink.emit(line);
+    const emit = (value: string, key?: string) => sink.emit(value, key);
     while (this.running) {
       let sinceYield = 0;
       let roundRecords = 0;

@@ -1,18 +1,18 @@
-// The exactly-once sink: a two-phase commit over object storage.
+// The exactly-once sink: a two-phase commit whose first phase stages output in object storage and
+// whose second phase is the OutputTarget's publish (files in the bucket by default; a Kafka topic).
 //
-// - emit(): lines go to an in-memory buffer.
+// - emit(): records go to an in-memory buffer, encoded by the target.
 // - seal(id), in the synchronous part of checkpoint <id>: the buffer becomes the segment of <id>
-//   (the lines between the previous cut and this one); a new buffer starts.
+//   (the records between the previous cut and this one); a new buffer starts.
 // - stageThrough(id), in the asynchronous part, before the ack: every sealed segment up to <id> is
 //   written to its staging object (output-layout.ts). Earlier segments are included because an
-//   aborted checkpoint's output belongs to the next one, and a restore from <id> commits everything
-//   staged up to <id>, so all of it must be durable once <id> can complete.
-// - commitThrough(id), on notify-complete: each staged segment up to <id>, in id order, is copied to
-//   its committed key (server-side) and its staging object deleted. A copy repeated after a crash
-//   writes the same bytes again, so retries never duplicate output.
-// - recoverStagedOutput(), on restore from <n>: staged segments up to <n> are committed (the notify
-//   may have been lost), later ones deleted: the restored state does not include them, so the job
-//   produces their lines again.
+//   aborted checkpoint's output belongs to the next one, and a restore from <id> publishes
+//   everything staged up to <id>, so all of it must be durable once <id> can complete.
+// - commitThrough(id), on notify-complete: each staged segment up to <id>, in id order, is
+//   published and its staging object deleted. The target makes a repeated publish harmless.
+// - recover(), on restore from <n>: staged segments up to <n> are published (the notify may have
+//   been lost), later ones deleted: the restored state does not include them, so the job produces
+//   their records again.
 import type { ObjectStore } from "../../storage/object-store.js";
 import {
   committedOutputKey,
@@ -20,12 +20,7 @@ import {
   stagedOutputKey,
   stagingDirectory,
 } from "./output-layout.js";
-
-export interface SinkLocation {
-  store: ObjectStore;
-  /** `<prefix>/<namespace>/<job>/`, ending in "/". */
-  jobDirectory: string;
-}
+import type { OutputTarget, RecoveredOutput, Sink, SinkLocation, StagedSegment } from "./sink.js";
 
 interface Segment {
   checkpointId: number;
@@ -34,19 +29,34 @@ interface Segment {
   staging: Promise<void> | undefined;
 }
 
-export class TwoPhaseCommitSink {
+/** The default target: committed objects in the bucket (output-layout.ts), one line per record. */
+export const bucketOutput: OutputTarget = {
+  encode: (value) => (value.endsWith("\n") ? value : `${value}\n`),
+  async publish(segment, location) {
+    // A server-side copy: repeated after a crash, it writes the same bytes to the same key again.
+    await location.store.copy(
+      segment.key,
+      committedOutputKey(location.jobDirectory, segment.writerIndex, segment.checkpointId),
+    );
+  },
+  close: () => Promise.resolve(),
+};
+
+export class TwoPhaseCommitSink implements Sink {
   private buffer: string[] = [];
   private readonly segments: Segment[] = [];
   private commits: Promise<void> = Promise.resolve();
 
-  constructor(private readonly taskIndex: number) {}
+  constructor(
+    private readonly taskIndex: number,
+    private readonly target: OutputTarget = bucketOutput,
+  ) {}
 
-  emit(line: string): void {
-    this.buffer.push(line.endsWith("\n") ? line : `${line}\n`);
+  emit(value: string, key?: string): void {
+    this.buffer.push(this.target.encode(value, key));
   }
 
-  /** Lines emitted since the last cut. */
-  get pendingLines(): number {
+  get pendingRecords(): number {
     return this.buffer.length;
   }
 
@@ -55,7 +65,6 @@ export class TwoPhaseCommitSink {
     return this.segments.map((segment) => segment.checkpointId);
   }
 
-  /** Synchronous part of checkpoint `checkpointId`: the lines so far belong to it. */
   seal(checkpointId: number): void {
     const last = this.segments.at(-1);
     if (last !== undefined && last.checkpointId >= checkpointId) {
@@ -66,7 +75,6 @@ export class TwoPhaseCommitSink {
     this.buffer = [];
   }
 
-  /** Makes every sealed segment up to `checkpointId` durable in staging. */
   async stageThrough(checkpointId: number, location: SinkLocation): Promise<void> {
     await Promise.all(
       this.segments
@@ -75,24 +83,47 @@ export class TwoPhaseCommitSink {
     );
   }
 
-  /** Commits every segment up to `checkpointId`, in order; repeated calls are harmless. */
   commitThrough(checkpointId: number, location: SinkLocation): Promise<void> {
     const commit = this.commits.then(async () => {
       while (this.segments[0] !== undefined && this.segments[0].checkpointId <= checkpointId) {
         const segment = this.segments[0];
         await this.stage(segment, location);
-        const staged = stagedOutputKey(location.jobDirectory, this.taskIndex, segment.checkpointId);
-        await location.store.copy(
-          staged,
-          committedOutputKey(location.jobDirectory, this.taskIndex, segment.checkpointId),
+        const key = stagedOutputKey(location.jobDirectory, this.taskIndex, segment.checkpointId);
+        await this.target.publish(
+          { writerIndex: this.taskIndex, checkpointId: segment.checkpointId, key, data: segment.data },
+          location,
         );
-        await location.store.delete([staged]);
+        await location.store.delete([key]);
         this.segments.shift();
       }
     });
     // A failed commit must not block later ones: they retry the same segments.
     this.commits = commit.catch(() => undefined);
     return commit;
+  }
+
+  async recover(
+    location: SinkLocation,
+    restoredCheckpointId: number,
+    parallelism: number,
+  ): Promise<RecoveredOutput> {
+    const staged = await stagedSegments(location.store, location.jobDirectory);
+    const recovered: RecoveredOutput = { committed: [], discarded: [] };
+    // After a rescale each old task's staging is handled by exactly one new task, in id order.
+    for (const segment of staged.filter((object) => object.writerIndex % parallelism === this.taskIndex)) {
+      if (segment.checkpointId <= restoredCheckpointId) {
+        await this.target.publish(segment, location);
+        recovered.committed.push(segment.checkpointId);
+      } else {
+        recovered.discarded.push(segment.checkpointId);
+      }
+      await location.store.delete([segment.key]);
+    }
+    return recovered;
+  }
+
+  close(): Promise<void> {
+    return this.target.close();
   }
 
   private stage(segment: Segment, location: SinkLocation): Promise<void> {
@@ -108,38 +139,9 @@ export class TwoPhaseCommitSink {
   }
 }
 
-export interface RecoveredOutput {
-  committed: number[];
-  discarded: number[];
-}
-
-/**
- * Restore step 6 of docs/protocol.md for the staged output of every earlier task index `j` with
- * `j mod parallelism == taskIndex`: after a rescale each old task's staging is handled by exactly
- * one new task. Commits staged checkpoints up to `restoredCheckpointId`, deletes later ones.
- */
-export async function recoverStagedOutput(
-  location: SinkLocation,
-  restoredCheckpointId: number,
-  taskIndex: number,
-  parallelism: number,
-): Promise<RecoveredOutput> {
-  const staged = parseStagedOutputKeys(
-    location.jobDirectory,
-    await location.store.list(stagingDirectory(location.jobDirectory)),
-  ).filter((object) => object.taskIndex % parallelism === taskIndex);
-  const recovered: RecoveredOutput = { committed: [], discarded: [] };
-  for (const object of staged) {
-    if (object.checkpointId <= restoredCheckpointId) {
-      await location.store.copy(
-        object.key,
-        committedOutputKey(location.jobDirectory, object.taskIndex, object.checkpointId),
-      );
-      recovered.committed.push(object.checkpointId);
-    } else {
-      recovered.discarded.push(object.checkpointId);
-    }
-    await location.store.delete([object.key]);
-  }
-  return recovered;
+/** Every staged segment of the job, in checkpoint then writer order. */
+async function stagedSegments(store: ObjectStore, jobDirectory: string): Promise<StagedSegment[]> {
+  return parseStagedOutputKeys(jobDirectory, await store.list(stagingDirectory(jobDirectory))).map(
+    (object) => ({ writerIndex: object.taskIndex, checkpointId: object.checkpointId, key: object.key }),
+  );
 }

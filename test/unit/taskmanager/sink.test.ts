@@ -7,10 +7,8 @@ import {
   jobDirectoryOfPartsPrefix,
   stagedOutputKey,
 } from "../../../src/taskmanager/sink/output-layout.js";
-import {
-  recoverStagedOutput,
-  TwoPhaseCommitSink,
-} from "../../../src/taskmanager/sink/two-phase-commit-sink.js";
+import type { OutputTarget } from "../../../src/taskmanager/sink/sink.js";
+import { TwoPhaseCommitSink } from "../../../src/taskmanager/sink/two-phase-commit-sink.js";
 
 const jobDirectory = "checkpoints/default/orders/";
 
@@ -49,7 +47,38 @@ test("output is staged per checkpoint and committed on notify, nothing visible b
   await sink.commitThrough(5, location);
   expect(await text(store, committedOutputKey(jobDirectory, 0, 5))).toBe("a 1\na 2\n");
   expect(await store.list(`${jobDirectory}output/staging/`)).toEqual([]);
-  expect(sink.pendingLines).toBe(1);
+  expect(sink.pendingRecords).toBe(1);
+});
+
+test("another target encodes the records and publishes each staged segment once, in order, before its staging is deleted", async () => {
+  const store = new MemoryObjectStore("streamjob");
+  const location = { store, jobDirectory };
+  const published: [number, number, string, boolean][] = [];
+  const target: OutputTarget = {
+    encode: (value, key) => `${key}=${value}\n`,
+    async publish(segment) {
+      const staged = (await store.get(segment.key)).toString("utf8");
+      published.push([
+        segment.writerIndex,
+        segment.checkpointId,
+        segment.data!.toString("utf8"),
+        staged !== "",
+      ]);
+    },
+    close: () => Promise.resolve(),
+  };
+  const sink = new TwoPhaseCommitSink(3, target);
+  sink.emit("1", "a");
+  sink.seal(4);
+  sink.emit("2", "a");
+  sink.seal(5);
+  await sink.stageThrough(5, location);
+  await Promise.all([sink.commitThrough(5, location), sink.commitThrough(4, location)]);
+  expect(published).toEqual([
+    [3, 4, "a=1\n", true],
+    [3, 5, "a=2\n", true],
+  ]);
+  expect(await store.list(`${jobDirectory}output/`)).toEqual([]);
 });
 
 test("a repeated or subsumed notify commits nothing twice, and a later one commits earlier segments too", async () => {
@@ -114,12 +143,12 @@ test("on restore from N: staged output up to N is committed, later output discar
   // Checkpoint 4 of task 0 was committed before the notify of 4 reached the others.
   await store.copy(stagedOutputKey(jobDirectory, 0, 4), committedOutputKey(jobDirectory, 0, 4));
 
-  const task0 = await recoverStagedOutput(location, 5, 0, 2); // old tasks 0 and 2
+  const task0 = await new TwoPhaseCommitSink(0).recover(location, 5, 2); // old tasks 0 and 2
   expect(task0).toEqual({ committed: [4, 4, 5, 5], discarded: [6, 6] });
-  const task1 = await recoverStagedOutput(location, 5, 1, 2); // old task 1
+  const task1 = await new TwoPhaseCommitSink(1).recover(location, 5, 2); // old task 1
   expect(task1).toEqual({ committed: [4, 5], discarded: [6] });
   // Repeating a restore (the new task crashed) changes nothing.
-  expect(await recoverStagedOutput(location, 5, 0, 2)).toEqual({ committed: [], discarded: [] });
+  expect(await new TwoPhaseCommitSink(0).recover(location, 5, 2)).toEqual({ committed: [], discarded: [] });
 
   expect(await store.list(`${jobDirectory}output/staging/`)).toEqual([]);
   const committed = [];

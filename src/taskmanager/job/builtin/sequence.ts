@@ -69,29 +69,41 @@ export interface SequenceOutputReport {
   problems: string[];
 }
 
+/**
+ * The exactly-once check, line by line: every key's values must be 1, 2, 3, … in the order the
+ * lines are added (`<key> <n>`, the output of `sequence` and `kafka-sequence`).
+ */
+export class SequenceCheck {
+  readonly report: SequenceOutputReport = { lastValues: new Map(), records: 0, problems: [] };
+
+  /** `where` names the line's place (an object, a partition and offset) in a problem. */
+  add(where: string, line: string): void {
+    const { report } = this;
+    const match = /^(\S+) (\d+)$/.exec(line);
+    if (match === null || match[1] === undefined) {
+      report.problems.push(`${where}: unreadable line ${JSON.stringify(line)}`);
+      return;
+    }
+    const key = match[1];
+    const value = Number(match[2]);
+    const expected = (report.lastValues.get(key) ?? 0) + 1;
+    if (value !== expected) {
+      const kind = value < expected ? "duplicate" : "gap";
+      report.problems.push(`${where}: ${kind} for ${key}: ${value} where ${expected} was expected`);
+    }
+    report.lastValues.set(key, Math.max(value, report.lastValues.get(key) ?? 0));
+    report.records++;
+  }
+}
+
 /** Reads the committed output of a `sequence` job and checks every key's values are 1, 2, 3, … */
 export async function verifySequenceOutput(
   store: ObjectStore,
   jobDirectory: string,
 ): Promise<SequenceOutputReport> {
-  const report: SequenceOutputReport = { lastValues: new Map(), records: 0, problems: [] };
+  const check = new SequenceCheck();
   for await (const object of readCommittedOutput(store, jobDirectory)) {
-    for (const line of object.lines) {
-      const match = /^(\S+) (\d+)$/.exec(line);
-      if (match === null || match[1] === undefined) {
-        report.problems.push(`${object.key}: unreadable line ${JSON.stringify(line)}`);
-        continue;
-      }
-      const key = match[1];
-      const value = Number(match[2]);
-      const expected = (report.lastValues.get(key) ?? 0) + 1;
-      if (value !== expected) {
-        const kind = value < expected ? "duplicate" : "gap";
-        report.problems.push(`${object.key}: ${kind} for ${key}: ${value} where ${expected} was expected`);
-      }
-      report.lastValues.set(key, Math.max(value, report.lastValues.get(key) ?? 0));
-      report.records++;
-    }
+    for (const line of object.lines) check.add(object.key, line);
   }
-  return report;
+  return check.report;
 }
