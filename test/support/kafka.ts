@@ -4,6 +4,9 @@
 import { Admin, Producer, stringSerializers } from "@platformatic/kafka";
 import type { CoreV1Api } from "@kubernetes/client-node";
 import { KAFKA_SECRET_NAME, kafkaConnectionFromSecret } from "../../src/connectors/kafka/connection.js";
+import { KafkaSource, type KafkaSourceRecord } from "../../src/connectors/kafka/source.js";
+import { SequenceCheck, type SequenceOutputReport } from "../../src/taskmanager/job/builtin/sequence.js";
+import type { SourceBatch } from "../../src/taskmanager/job/job-definition.js";
 import { decodedSecretData } from "./storage.js";
 
 /** The brokers in Secret default/streamjob-kafka. */
@@ -73,4 +76,64 @@ export async function produceNumbers(options: NumbersOptions): Promise<void> {
   } finally {
     await producer.close();
   }
+}
+
+export interface TopicRecord {
+  partition: number;
+  offset: number;
+  key: string | null;
+  value: string;
+}
+
+/**
+ * Every record of `topic` a `read_committed` consumer sees now, partition by partition in offset
+ * order: read up to each partition's last stable offset, so open transactions stay unseen.
+ */
+export async function readCommittedTopic(bootstrapServers: string[], topic: string): Promise<TopicRecord[]> {
+  const ends = await KafkaSource.open({ bootstrapServers, topic, startingPosition: { kind: "latest" } });
+  const source = await KafkaSource.open({ bootstrapServers, topic, maxWaitMs: 10 });
+  try {
+    const records: TopicRecord[] = [];
+    const endPartitions = ends.partitions();
+    for (const [partition, reader] of source.partitions().entries()) {
+      const end = await endPartitions[partition]!.startOffset!();
+      let offset = await reader.startOffset!();
+      while (offset < end) {
+        const batch = (await reader.read(offset, 1000)) as SourceBatch<KafkaSourceRecord>;
+        for (const record of batch.records) {
+          if (record.offset >= end) break;
+          records.push({
+            partition,
+            offset: record.offset,
+            key: record.value.key?.toString("utf8") ?? null,
+            value: record.value.value?.toString("utf8") ?? "",
+          });
+        }
+        offset = batch.nextOffset ?? (batch.records.at(-1)?.offset ?? offset - 1) + 1;
+      }
+    }
+    return records;
+  } finally {
+    await Promise.all([ends.close(), source.close()]);
+  }
+}
+
+/**
+ * The exactly-once check of `kafka-sequence` output in a topic: per partition in offset order, every
+ * key's values 1, 2, 3, … (a key's records are all in the partition its key hashes to).
+ */
+export async function verifyKafkaSequenceOutput(
+  bootstrapServers: string[],
+  topic: string,
+): Promise<SequenceOutputReport> {
+  const check = new SequenceCheck();
+  for (const record of await readCommittedTopic(bootstrapServers, topic)) {
+    check.add(`${topic}-${record.partition}@${record.offset}`, record.value);
+    if (record.key !== record.value.split(" ")[0]) {
+      check.report.problems.push(
+        `${topic}-${record.partition}@${record.offset}: key ${record.key} for ${record.value}`,
+      );
+    }
+  }
+  return check.report;
 }
