@@ -180,6 +180,11 @@ export const CheckpointAck = z.object({
   taskIndex: TaskIndex,
   parts: z.array(CheckpointPart),
   sourceOffsets: SourceOffsets,
+  /**
+   * Optional: per source partition whose end the task knows (Kafka's last stable offset), how far
+   * the cut's offset is behind it. Reported, never used to restore.
+   */
+  sourceLag: SourceOffsets.optional(),
   /** Time processing was stopped to take the consistent cut. */
   syncDurationMs: DurationMs,
   /** Time spent uploading after processing resumed. */
@@ -237,6 +242,8 @@ export const TaskManagerStatus = z.object({
   highestTriggeredCheckpointId: CheckpointId.nullable(),
   restoredFromCheckpointId: CheckpointId.nullable(),
   recordsProcessed: z.int().nonnegative(),
+  /** Optional: the task's lag per source partition now, as in an ack's `sourceLag`. */
+  sourceLag: SourceOffsets.optional(),
 });
 export type TaskManagerStatus = z.infer<typeof TaskManagerStatus>;
 

@@ -244,7 +244,10 @@ export const StreamJobStatus = z.object({
   observedGeneration: z.int().min(0).optional(),
   parallelism: z.int32().min(0).optional(),
   epoch: z.int().min(0).optional(),
-  latestCheckpoint: CompletedCheckpoint.optional(),
+  latestCheckpoint: CompletedCheckpoint.extend({
+    /** Records the checkpoint's cut was behind its sources' ends, summed; absent when unknown. */
+    sourceLag: z.int().min(0).optional(),
+  }).optional(),
   latestSavepoint: CompletedCheckpoint.extend({ nonce: z.string().optional() }).optional(),
   lastRestore: z.object({ checkpointId: z.int().min(1), path: z.string().min(1), at: Timestamp }).optional(),
   restarts: z.int32().min(0).optional(),

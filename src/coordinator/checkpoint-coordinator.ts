@@ -32,6 +32,8 @@ export interface CompletedCheckpoint {
   completedAt: number;
   durationMs: number;
   sizeBytes: number;
+  /** Per source partition, how far the cut was behind the source's end, when the tasks knew it. */
+  sourceLag?: Record<string, number>;
 }
 
 export type CheckpointOutcome =
@@ -350,6 +352,7 @@ export class CheckpointCoordinator {
     pending.markCompleted();
     this.manifests.set(pending.manifestKey, manifest);
     const completedAt = this.options.clock.now();
+    const sourceLag = pending.sourceLag();
     return {
       state: "completed",
       checkpoint: {
@@ -361,6 +364,7 @@ export class CheckpointCoordinator {
         completedAt,
         durationMs: completedAt - pending.triggeredAt,
         sizeBytes: manifest.parts.reduce((sum, part) => sum + part.sizeBytes, 0),
+        ...(sourceLag && { sourceLag }),
       },
     };
   }

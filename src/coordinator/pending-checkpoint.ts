@@ -224,6 +224,12 @@ export class PendingCheckpoint {
     };
   }
 
+  /** Every task's reported lag per source partition at the cut; undefined when no task reported one. */
+  sourceLag(): Record<string, number> | undefined {
+    const reported = [...this.acks.values()].flatMap((ack) => Object.entries(ack.sourceLag ?? {}));
+    return reported.length === 0 ? undefined : Object.fromEntries(reported);
+  }
+
   /** Records that the manifest PUT succeeded: the checkpoint is durable. */
   markCompleted(): void {
     if (this.currentState !== "committing") {

@@ -320,14 +320,18 @@ export class JobCoordinators {
   // the coordinator withholds notify-complete.
   private async completed(job: StreamJob, state: JobState, checkpoint: CompletedCheckpoint): Promise<void> {
     const ref = { namespace: job.metadata.namespace!, name: job.metadata.name! };
+    const savepoint = checkpoint.kind === "savepoint";
     const record = {
       id: checkpoint.checkpointId,
       path: checkpoint.manifestKey,
       completedAt: new Date(checkpoint.completedAt).toISOString(),
       durationMs: Math.round(checkpoint.durationMs),
       sizeBytes: checkpoint.sizeBytes,
+      ...(!savepoint &&
+        checkpoint.sourceLag && {
+          sourceLag: Object.values(checkpoint.sourceLag).reduce((sum, lag) => sum + lag, 0),
+        }),
     };
-    const savepoint = checkpoint.kind === "savepoint";
     const nonce = state.snapshot?.purpose.startsWith("nonce:") ? state.snapshot.purpose.slice(6) : undefined;
     const written = await this.writeCheckpointStatus(job, state, (stored) =>
       recordCompleted(stored, checkpoint.kind, {
@@ -342,6 +346,7 @@ export class JobCoordinators {
     this.deps.metrics.checkpointDuration.observe(labels, checkpoint.durationMs / 1000);
     this.deps.metrics.checkpointSize.set(labels, checkpoint.sizeBytes);
     this.deps.metrics.checkpointsCompleted.inc(labels);
+    if (!savepoint) this.deps.metrics.setSourceLag(ref.namespace, ref.name, checkpoint.sourceLag ?? {});
     if (written.latestCheckpoint) this.deps.metrics.latestCheckpointId.set(ref, written.latestCheckpoint.id);
     void this.event(
       job,
@@ -389,7 +394,9 @@ export class JobCoordinators {
   }
 }
 
-type CheckpointRecord = NonNullable<CheckpointStatus["latestSavepoint"]>;
+/** A savepoint carries its nonce, a checkpoint its sources' lag. */
+type CheckpointRecord = NonNullable<CheckpointStatus["latestSavepoint"]> &
+  Pick<NonNullable<CheckpointStatus["latestCheckpoint"]>, "sourceLag">;
 
 /**
  * The status fields after a completed checkpoint or savepoint, derived from what is stored: one

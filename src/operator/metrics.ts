@@ -32,6 +32,15 @@ export class OperatorMetrics {
     labelNames: ["namespace", "name", "kind", "cause"] as const,
     registers: [this.registry],
   });
+  readonly sourceLag = new Gauge({
+    name: "streamjob_source_lag_records",
+    help: "Records the latest checkpoint was behind the end of a source partition (Kafka: last stable offset)",
+    labelNames: ["namespace", "name", "partition"] as const,
+    registers: [this.registry],
+  });
+  /** Per job ("namespace/name"), the partitions with a sourceLag series, so they can be removed. */
+  private readonly lagPartitions = new Map<string, Set<string>>();
+
   readonly latestCheckpointId = new Gauge({
     name: "streamjob_latest_checkpoint_id",
     help: "Id of the latest completed checkpoint",
@@ -71,6 +80,17 @@ export class OperatorMetrics {
     collectDefaultMetrics({ register: this.registry });
   }
 
+  /** The lag of every partition the latest checkpoint reported; other partitions' series go. */
+  setSourceLag(namespace: string, name: string, lag: Readonly<Record<string, number>>): void {
+    const key = `${namespace}/${name}`;
+    for (const partition of this.lagPartitions.get(key) ?? []) {
+      if (!Object.hasOwn(lag, partition)) this.sourceLag.remove({ namespace, name, partition });
+    }
+    for (const [partition, records] of Object.entries(lag))
+      this.sourceLag.set({ namespace, name, partition }, records);
+    this.lagPartitions.set(key, new Set(Object.keys(lag)));
+  }
+
   /** Drops the series of a job that no longer exists. */
   forgetJob(namespace: string, name: string): void {
     const kinds = ["checkpoint", "savepoint"];
@@ -83,6 +103,8 @@ export class OperatorMetrics {
       }
     }
     this.latestCheckpointId.remove({ namespace, name });
+    this.setSourceLag(namespace, name, {});
+    this.lagPartitions.delete(`${namespace}/${name}`);
     this.restarts.remove({ namespace, name });
   }
 }

@@ -98,6 +98,7 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
     highestTriggeredCheckpointId: checkpoints.highestTriggeredCheckpointId,
     restoredFromCheckpointId: restoredFrom,
     recordsProcessed: runtime.recordsProcessed,
+    ...(Object.keys(runtime.sourceLag).length > 0 && { sourceLag: runtime.sourceLag }),
   });
 
   const app = createTaskManagerApp({

@@ -222,6 +222,7 @@ test("kubectl get sj shows phase, parallelism, latest checkpoint, its age and re
       completedAt: new Date(Date.now() - 90_000).toISOString().replace(/\.\d+Z$/, "Z"),
       durationMs: 180,
       sizeBytes: 1024,
+      sourceLag: 340,
     },
   };
   await kubectl(
@@ -242,6 +243,7 @@ test("kubectl get sj shows phase, parallelism, latest checkpoint, its age and re
     "PARALLELISM",
     "CHECKPOINT",
     "CHECKPOINT AGE",
+    "LAG",
     "RESTARTS",
     "AGE",
   ]);
@@ -251,6 +253,7 @@ test("kubectl get sj shows phase, parallelism, latest checkpoint, its age and re
     "2",
     "12",
     expect.stringMatching(/^(89|9\d)s$/),
+    "340",
     "1",
     expect.any(String),
   ]);

@@ -56,6 +56,7 @@ async function checkpointColumn(): Promise<Map<string, number | undefined>> {
     "PARALLELISM",
     "CHECKPOINT",
     "CHECKPOINT AGE",
+    "LAG",
     "RESTARTS",
     "AGE",
   ]);

@@ -103,6 +103,10 @@ test("kafka.secretName brings the brokers to the TaskManagers, and the output is
   );
   expect(report.problems).toEqual([]);
   expect(Object.fromEntries(report.lastValues)).toEqual(Object.fromEntries(KEYS.map((key) => [key, ROUNDS])));
+  // Caught up: the next checkpoint reports no lag, and `kubectl get sj` shows it.
+  await waitFor("lag 0 in status.latestCheckpoint", async () => {
+    return (await getStreamJob(ns, JOB)).status?.latestCheckpoint?.sourceLag === 0;
+  });
 }, 180_000);
 
 test("into a Kafka topic exactly once while TaskManager pods are SIGKILLed at random points", async () => {

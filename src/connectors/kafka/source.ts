@@ -78,6 +78,9 @@ export class KafkaOffsetOutOfRangeError extends Error {
 
 /** Reads one topic; `partitions()` are the job's source partitions, `close()` ends the connections. */
 export class KafkaSource {
+  /** Per partition, the last stable offset of its latest fetch. */
+  private readonly lastStableOffsets = new Map<number, number>();
+
   private constructor(
     private readonly options: Required<Omit<KafkaSourceOptions, "clientId" | "bootstrapServers">>,
     private readonly consumer: Consumer,
@@ -119,6 +122,7 @@ export class KafkaSource {
       startOffset: () => this.startOffset(partition),
       keyGroup: (maxParallelism, parallelism) =>
         kafkaPartitionKeyGroup(partition, maxParallelism, parallelism),
+      endOffset: () => this.lastStableOffsets.get(partition),
     }));
   }
 
@@ -193,6 +197,9 @@ export class KafkaSource {
     }
     const fetched = response.responses[0]?.partitions[0];
     if (fetched === undefined) return { records: [] };
+    // What a read_committed consumer can read up to: the lag lag tools report for it.
+    if (fetched.lastStableOffset >= 0n)
+      this.lastStableOffsets.set(partition, Number(fetched.lastStableOffset));
     const { records, nextOffset } = committedRecords(fetched, offset);
     // More than asked: return the first ones; the rest are fetched again from the next offset.
     if (records.length > maxRecords) return { records: records.slice(0, maxRecords) };

@@ -222,6 +222,7 @@ export class CheckpointExecutor {
       taskIndex: this.options.taskIndex,
       parts,
       sourceOffsets: cut.sourceOffsets,
+      ...(Object.keys(cut.sourceLag).length > 0 && { sourceLag: cut.sourceLag }),
       syncDurationMs: cut.syncDurationMs,
       asyncDurationMs: Math.round(performance.now() - started),
     };

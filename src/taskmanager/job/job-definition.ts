@@ -67,6 +67,11 @@ export interface SourcePartition<TRecord> {
    * job's `partitionKeyGroup`, when it has one, decides first.
    */
   keyGroup?(maxParallelism: number, parallelism: number): number;
+  /**
+   * The offset after the last record the source knew of at its latest read (Kafka: the last stable
+   * offset), if it knows one: the partition's lag is this minus the next offset to read.
+   */
+  endOffset?(): number | undefined;
 }
 
 /** What `process` gets with every record. */

@@ -24,6 +24,8 @@ export interface CheckpointCut {
   checkpointId: number;
   state: KeyedStateSnapshot;
   sourceOffsets: Record<string, number>;
+  /** Records behind the source's end, for the partitions whose source knows its end. */
+  sourceLag: Record<string, number>;
   syncDurationMs: number;
 }
 
@@ -64,6 +66,16 @@ export class TaskRuntime {
   /** The ids of the partitions this task reads, and their next offsets. */
   get sourceOffsets(): Record<string, number> {
     return Object.fromEntries(this.assigned.map((partition) => [partition.source.id, partition.offset]));
+  }
+
+  /** Per partition whose source knows its end offset: how many offsets this task is behind it. */
+  get sourceLag(): Record<string, number> {
+    const lag: Record<string, number> = {};
+    for (const partition of this.assigned) {
+      const end = partition.source.endOffset?.();
+      if (end !== undefined) lag[partition.source.id] = Math.max(0, end - partition.offset);
+    }
+    return lag;
   }
 
   /**
@@ -109,11 +121,18 @@ export class TaskRuntime {
   cut(checkpointId: number): CheckpointCut {
     const started = performance.now();
     const sourceOffsets = this.sourceOffsets;
+    const sourceLag = this.sourceLag;
     this.options.sink.seal(checkpointId);
     // Last, so a throwing seal leaves no snapshot that nobody releases.
     const state = this.options.state.snapshot();
     // Whole milliseconds: every time on the wire is an integer (docs/protocol.md, "Terms").
-    return { checkpointId, state, sourceOffsets, syncDurationMs: Math.round(performance.now() - started) };
+    return {
+      checkpointId,
+      state,
+      sourceOffsets,
+      sourceLag,
+      syncDurationMs: Math.round(performance.now() - started),
+    };
   }
 
   private async run(): Promise<void> {

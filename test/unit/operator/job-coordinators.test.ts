@@ -108,7 +108,7 @@ function setup(status: CheckpointStatus = {}, recordedId = 0) {
   const key = jobKey({ namespace: "default", name: job.metadata.name! });
   const failedMetric = async () =>
     (await metrics.checkpointsFailed.get()).values.map(({ labels, value }) => ({ ...labels, value }));
-  return { job, api, clock, tasks, journal, events, coordinators, start, key, failedMetric };
+  return { job, api, clock, tasks, journal, events, coordinators, start, key, failedMetric, metrics };
 }
 
 test("a checkpoint cut short by a stop is no failure: no count, no metric, no event, and the stop is prompt", async () => {
@@ -189,6 +189,31 @@ test("a newer checkpoint replaces the stored record", async () => {
     latestCheckpoint: { id: 1 },
     checkpointCounts: { completed: 2, failed: 0 },
   });
+  await coordinators.stop(key, "test over");
+});
+
+test("the lag the tasks report at a checkpoint's cut goes to the status (summed) and the metrics (per partition)", async () => {
+  const { api, clock, tasks, journal, coordinators, start, key, metrics } = setup();
+  const lagSeries = async () =>
+    Object.fromEntries(
+      (await metrics.sourceLag.get()).values.map(({ labels, value }) => [labels.partition, value]),
+    );
+  tasks[0]!.lag = 7;
+  tasks[1]!.lag = 5;
+  await start();
+  clock.advance(0);
+  await waitUntil(() => journal.some((line) => line.endsWith("complete 1")));
+  expect(api.status.latestCheckpoint?.sourceLag).toBe(12);
+  expect(await lagSeries()).toEqual({ "partition-0": 7, "partition-1": 5 });
+
+  // A checkpoint whose tasks know no end records none, and the series go.
+  tasks[0]!.lag = undefined;
+  tasks[1]!.lag = undefined;
+  clock.advance(10_000);
+  await waitUntil(() => journal.some((line) => line.endsWith("complete 2")));
+  expect(api.status.latestCheckpoint).toMatchObject({ id: 2 });
+  expect(api.status.latestCheckpoint?.sourceLag).toBeUndefined();
+  expect(await lagSeries()).toEqual({});
   await coordinators.stop(key, "test over");
 });
 

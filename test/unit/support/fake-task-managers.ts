@@ -39,6 +39,8 @@ export class FakeTaskManager implements TaskManagerClient {
   behaviour: Behaviour = "ack";
   /** notify-complete only ends when the caller cancels it (a dead TaskManager). */
   notifyHangs = false;
+  /** Sent as the ack's sourceLag of its partition when set. */
+  lag: number | undefined;
   readonly calls: string[] = [];
   private readonly results = new Map<number, Promise<CheckpointResult>>();
 
@@ -92,6 +94,7 @@ export class FakeTaskManager implements TaskManagerClient {
         taskIndex,
         parts: [{ key, sizeBytes: written.sizeBytes, sha256: written.sha256, keyGroupRange: range }],
         sourceOffsets: { [`partition-${taskIndex}`]: checkpointId * 10 },
+        ...(this.lag !== undefined && { sourceLag: { [`partition-${taskIndex}`]: this.lag } }),
         syncDurationMs: 1,
         asyncDurationMs: 2,
       },

@@ -144,3 +144,23 @@ test("offsets that do not increase are refused naming the partition", async () =
     "source partition backwards: read(4) returned offset 4 where at least 6 was expected (offsets must increase)",
   );
 });
+
+test("a source that knows its end gives the cut its lag: end minus the next offset to read", async () => {
+  // The end is what the source last reported; the lag counts offsets, gaps included, as Kafka's does.
+  const partition = Object.assign(new GappedPartition(), { endOffset: () => 16 });
+  const runtime = runtimeFor(partition, []);
+  await runtime.open({});
+  expect(runtime.cut(1).sourceLag).toEqual({ gapped: 16 });
+  partition.availableUpTo = 6;
+  const running = runtime.start();
+  await until(() => runtime.sourceOffsets.gapped === 6);
+  const cut = runtime.cut(2);
+  expect(cut.sourceLag).toEqual({ gapped: 10 });
+  cut.state.release();
+  await runtime.stop();
+  await running;
+
+  const unknown = runtimeFor(new GappedPartition(), []);
+  await unknown.open({});
+  expect(unknown.cut(1).sourceLag).toEqual({});
+});
