@@ -169,6 +169,9 @@ export type CheckpointPart = z.infer<typeof CheckpointPart>;
 /** The stage of jobs with one keyed stage (every job today); parts without a stageId belong to it. */
 export const DEFAULT_STAGE_ID = "default";
 
+/** The stage of partition-scoped state: keys `[partitionId, key]`, in the partition's key group. */
+export const PARTITION_STATE_STAGE_ID = "source-partition";
+
 /** The stage a part belongs to. */
 export function stageOfPart(part: { stageId?: string | undefined }): string {
   return part.stageId ?? DEFAULT_STAGE_ID;

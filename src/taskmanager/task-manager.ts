@@ -4,7 +4,13 @@
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
-import { PROTOCOL_VERSION, type TaskManagerConfig, type TaskManagerStatus } from "../api/protocol.js";
+import {
+  DEFAULT_STAGE_ID,
+  PARTITION_STATE_STAGE_ID,
+  PROTOCOL_VERSION,
+  type TaskManagerConfig,
+  type TaskManagerStatus,
+} from "../api/protocol.js";
 import type { ObjectStore } from "../storage/object-store.js";
 import { CheckpointExecutor } from "./checkpoints/checkpoint-executor.js";
 import type { JobDefinition } from "./job/job-definition.js";
@@ -15,6 +21,7 @@ import { jobDirectoryOfManifestKey } from "./sink/output-layout.js";
 import type { SinkLocation } from "./sink/sink.js";
 import { TwoPhaseCommitSink } from "./sink/two-phase-commit-sink.js";
 import { KeyGroupedStateBackend } from "./state/keyed-state.js";
+import { PartitionScopedState } from "./state/partition-state.js";
 
 export interface TaskManagerOptions {
   config: TaskManagerConfig;
@@ -46,6 +53,7 @@ export interface RunningTaskManager {
 export async function startTaskManager(options: TaskManagerOptions): Promise<RunningTaskManager> {
   const { config, log } = options;
   const state = new KeyGroupedStateBackend(config.maxParallelism, config.keyGroupRange);
+  const partitionState = new PartitionScopedState(config.maxParallelism, config.keyGroupRange);
   const context = {
     args: config.program.args,
     job: config.job,
@@ -60,6 +68,7 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
     job: options.job,
     context,
     state,
+    partitionState,
     sink,
     ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
   });
@@ -120,10 +129,15 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
   const ready = (async () => {
     let offsets: Record<string, number> = {};
     const restoreFrom = config.restoreFrom;
+    // The job's partitions first: they place partition-scoped state, restored or not.
+    await runtime.discover();
     if (restoreFrom !== undefined) {
       const store = options.storage(restoreFrom.bucket);
       const location = configuredOutput ?? sinkLocationOfManifest(store, restoreFrom.manifestKey);
-      const restored = await restoreCheckpoint({ ...config, restoreFrom }, store, state);
+      const restored = await restoreCheckpoint({ ...config, restoreFrom }, store, {
+        [DEFAULT_STAGE_ID]: state,
+        [PARTITION_STATE_STAGE_ID]: partitionState.backend,
+      });
       const output = await sink.recover(location, restored.checkpointId, config.parallelism);
       offsets = restored.sourceOffsets;
       checkpoints.restored(restored.checkpointId, location);

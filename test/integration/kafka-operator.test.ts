@@ -7,10 +7,10 @@ import { jobDirectory } from "../../src/api/object-layout.js";
 import { KAFKA_SECRET_NAME } from "../../src/connectors/kafka/connection.js";
 import { MinioObjectStore } from "../../src/storage/minio-object-store.js";
 import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
-import { keyGroupForKey } from "../../src/api/key-groups.js";
 import {
   ensureTopic,
   kafkaBootstrapServers,
+  partitionReadByKeyOwner,
   produceNumbers,
   verifyKafkaSequenceOutput,
 } from "../support/kafka.js";
@@ -117,9 +117,6 @@ test("into a Kafka topic exactly once while TaskManager pods are SIGKILLed at ra
   const output = `sequence-out-${randomBytes(4).toString("hex")}`;
   await ensureTopic(bootstrapServers, input, 4);
   await ensureTopic(bootstrapServers, output, 3);
-  // Every key in a partition read by the task that owns its key group (partition p: task p mod 2).
-  const owner = (key: string) =>
-    Math.floor((keyGroupForKey(key, maxParallelism) * parallelism) / maxParallelism);
   const keys = Array.from({ length: 8 }, (_, i) => `key-${i}`);
   const rounds = 120;
   const producing = produceNumbers({
@@ -128,7 +125,8 @@ test("into a Kafka topic exactly once while TaskManager pods are SIGKILLed at ra
     keys,
     from: 1,
     to: rounds,
-    partitionOf: (key, i) => owner(key) + parallelism * (i % 2),
+    // Every key in partitions read by the task that owns its key group.
+    partitionOf: (key, i) => partitionReadByKeyOwner(key, i, 4, parallelism, maxParallelism),
     pauseMs: 150,
   });
   await createStreamJob(ns, {

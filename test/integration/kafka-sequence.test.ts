@@ -6,7 +6,6 @@ import { Admin } from "@platformatic/kafka";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { keyGroupForKey } from "../../src/api/key-groups.js";
 import { kafkaPartitionId, KafkaSource } from "../../src/connectors/kafka/source.js";
 import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
 import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
@@ -14,7 +13,7 @@ import { LocalJob } from "../support/local-job.js";
 import { removeBucket } from "../support/storage.js";
 import { waitFor } from "../support/wait.js";
 import { clients, testClusterDir } from "./support/cluster.js";
-import { kafkaBootstrapServers, transactionalProducer } from "../support/kafka.js";
+import { kafkaBootstrapServers, partitionReadByKeyOwner, transactionalProducer } from "../support/kafka.js";
 import { storageConfig, storeOnFreshBucket } from "./support/minio.js";
 
 const PARTITIONS = 4;
@@ -46,13 +45,9 @@ afterAll(async () => {
   await removeBucket(store);
 });
 
-/**
- * The partition of `key`: one read by the task owning the key's key group (partition p is read by
- * task p mod parallelism), as a topic keyed the job's way is.
- */
+/** A partition read by the task owning the key's key group, as a topic keyed the job's way is. */
 function partitionOf(key: string, i: number): number {
-  const owner = Math.floor((keyGroupForKey(key, MAX_PARALLELISM) * PARALLELISM) / MAX_PARALLELISM);
-  return owner + PARALLELISM * (i % (PARTITIONS / PARALLELISM));
+  return partitionReadByKeyOwner(key, i, PARTITIONS, PARALLELISM, MAX_PARALLELISM);
 }
 
 /** Round n writes `<key>:<n>` for every key in one transaction; every fourth is preceded by an aborted one. */

@@ -5,17 +5,17 @@
 // in order, in the output topic as a read_committed consumer sees it. At least once loses nothing.
 import { randomBytes } from "node:crypto";
 import path from "node:path";
-import { keyGroupForKey } from "../../src/api/key-groups.js";
 import { KafkaTransactionalOutput } from "../../src/connectors/kafka/sink.js";
-import { KafkaSource } from "../../src/connectors/kafka/source.js";
 import type { TaskManagerClient } from "../../src/coordinator/interfaces.js";
 import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
 import { stagedOutputKey } from "../../src/taskmanager/sink/output-layout.js";
 import type { SinkLocation, StagedSegment } from "../../src/taskmanager/sink/sink.js";
 import { TwoPhaseCommitSink } from "../../src/taskmanager/sink/two-phase-commit-sink.js";
 import {
+  checkpointThroughEnd,
   ensureTopic,
   kafkaBootstrapServers,
+  partitionReadByKeyOwner,
   produceNumbers,
   readCommittedTopic,
   verifyKafkaSequenceOutput,
@@ -125,10 +125,9 @@ const MAX_PARALLELISM = 16;
 const KEYS = Array.from({ length: 8 }, (_, i) => `key-${i}`);
 const ROUNDS = 80;
 
-/** A partition read by the task owning the key's key group (partition p is read by task p mod 2). */
+/** A partition read by the task owning the key's key group, as a topic keyed the job's way is. */
 function partitionOf(key: string, i: number): number {
-  const owner = Math.floor((keyGroupForKey(key, MAX_PARALLELISM) * PARALLELISM) / MAX_PARALLELISM);
-  return owner + PARALLELISM * (i % (PARTITIONS / PARALLELISM));
+  return partitionReadByKeyOwner(key, i, PARTITIONS, PARALLELISM, MAX_PARALLELISM);
 }
 
 /** Round n writes `<key>:<n>` for every key in one transaction, 250 ms apart (20 s in all). */
@@ -160,33 +159,6 @@ function kafkaSequenceJob(
   });
   jobs.push(job);
   return job;
-}
-
-/**
- * Once the input is complete: stops the schedule and triggers checkpoints until one has read every
- * input partition to its end; its notify-complete publishes the last output.
- */
-async function finish(job: LocalJob, input: string): Promise<void> {
-  const latest = await KafkaSource.open({
-    bootstrapServers,
-    topic: input,
-    startingPosition: { kind: "latest" },
-  });
-  const ends = Object.fromEntries(
-    await Promise.all(latest.partitions().map(async (p) => [p.id, await p.startOffset!()] as const)),
-  );
-  await latest.close();
-  await job.coordinator!.stop();
-  await waitFor(
-    "a checkpoint at the end of every input partition",
-    async () => {
-      const outcome = await job.coordinator!.triggerCheckpoint();
-      if (outcome.state !== "completed") return false;
-      const offsets = (await job.manifest(outcome.checkpoint.checkpointId)).sourceOffsets;
-      return Object.entries(ends).every(([id, end]) => offsets[id] === end);
-    },
-    60_000,
-  );
 }
 
 test("exactly once: TaskManagers SIGKILLed with a lost notify-complete and right after a trigger", async () => {
@@ -253,7 +225,7 @@ test("exactly once: TaskManagers SIGKILLed with a lost notify-complete and right
   job.coordinator!.start();
   expect(produced).toBe(false); // both kills happened while records were still arriving
   await producing;
-  await finish(job, input);
+  await checkpointThroughEnd(job, bootstrapServers, input);
 
   const report = await verifyKafkaSequenceOutput(bootstrapServers, output);
   expect(report.problems).toEqual([]);
@@ -291,7 +263,7 @@ test("at least once: records are visible before their checkpoint, and a SIGKILL 
   await job.taskManagers[1]!.kill("SIGKILL");
   await job.restartFromLatestCheckpoint();
   await producing;
-  await finish(job, input);
+  await checkpointThroughEnd(job, bootstrapServers, input);
 
   // Every number of every key, in order per key; a number may repeat after the restore.
   const seen = new Map<string, number[]>();

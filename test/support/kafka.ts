@@ -4,9 +4,22 @@
 import { Admin, Producer, stringSerializers } from "@platformatic/kafka";
 import type { CoreV1Api } from "@kubernetes/client-node";
 import { KAFKA_SECRET_NAME, kafkaConnectionFromSecret } from "../../src/connectors/kafka/connection.js";
-import { KafkaSource, type KafkaSourceRecord } from "../../src/connectors/kafka/source.js";
+import { keyGroupForKey, taskIndexForKeyGroup } from "../../src/api/key-groups.js";
+import {
+  KafkaSource,
+  kafkaPartitionKeyGroup,
+  type KafkaSourceRecord,
+} from "../../src/connectors/kafka/source.js";
+import {
+  verifyOrderTotals,
+  type Order,
+  type OrderTotalsReport,
+} from "../../src/taskmanager/job/builtin/kafka-orders.js";
 import { SequenceCheck, type SequenceOutputReport } from "../../src/taskmanager/job/builtin/sequence.js";
 import type { SourceBatch } from "../../src/taskmanager/job/job-definition.js";
+import type { LocalJob } from "./local-job.js";
+import { seededRandom } from "./random.js";
+import { waitFor } from "./wait.js";
 import { decodedSecretData } from "./storage.js";
 
 /** The brokers in Secret default/streamjob-kafka. */
@@ -136,4 +149,130 @@ export async function verifyKafkaSequenceOutput(
     }
   }
   return check.report;
+}
+
+/**
+ * A partition for the `index`-th record of `key` that the task owning the key's key group reads
+ * (cycling over that task's partitions), as a topic keyed the way a `kafka-sequence` job keeps
+ * state must be.
+ */
+export function partitionReadByKeyOwner(
+  key: string,
+  index: number,
+  partitions: number,
+  parallelism: number,
+  maxParallelism: number,
+): number {
+  const owner = taskIndexForKeyGroup(maxParallelism, parallelism, keyGroupForKey(key, maxParallelism));
+  const read = Array.from({ length: partitions }, (_, p) => p).filter(
+    (p) =>
+      taskIndexForKeyGroup(
+        maxParallelism,
+        parallelism,
+        kafkaPartitionKeyGroup(p, partitions, maxParallelism),
+      ) === owner,
+  );
+  return read[index % read.length]!;
+}
+
+export interface OrdersOptions {
+  bootstrapServers: string[];
+  topic: string;
+  /** Regions `region-0`…: region i's orders go to partition i mod the topic's partitions. */
+  regions: number;
+  /** Customers `customer-0`…, picked at random for each order. */
+  customers: number;
+  /** Orders per round, one transaction per round. */
+  perRound: number;
+  rounds: number;
+  pauseMs?: number;
+  seed: number;
+  onRound?(n: number): void;
+}
+
+/**
+ * Writes orders keyed by region, as `kafka-orders` reads them: `seq` counts a customer's orders in a
+ * region from 1, `amount` is 1–10000 cents. Returns how many were written.
+ */
+export async function produceOrders(options: OrdersOptions): Promise<number> {
+  const { bootstrapServers, topic } = options;
+  const random = seededRandom(options.seed);
+  const seqs = new Map<string, number>();
+  const producer = transactionalProducer("streamjob-orders", bootstrapServers, topic);
+  let written = 0;
+  try {
+    for (let n = 1; n <= options.rounds; n++) {
+      const messages = Array.from({ length: options.perRound }, () => {
+        const region = Math.floor(random() * options.regions);
+        const customer = `customer-${Math.floor(random() * options.customers)}`;
+        const key = `${customer} in region-${region}`;
+        const seq = (seqs.get(key) ?? 0) + 1;
+        seqs.set(key, seq);
+        const order: Order = {
+          orderId: `order-${++written}`,
+          region: `region-${region}`,
+          customer,
+          amount: 1 + Math.floor(random() * 10_000),
+          seq,
+        };
+        return { topic, partition: region, key: order.region, value: JSON.stringify(order) };
+      });
+      const transaction = await producer.beginTransaction();
+      await transaction.send({ messages });
+      await transaction.commit();
+      options.onRound?.(n);
+      if (options.pauseMs) await new Promise((resolve) => setTimeout(resolve, options.pauseMs));
+    }
+  } finally {
+    await producer.close();
+  }
+  return written;
+}
+
+/** The `customer-totals` output checked against the orders topic (verifyOrderTotals). */
+export async function verifyOrdersPipeline(
+  bootstrapServers: string[],
+  ordersTopic: string,
+  totalsTopic: string,
+): Promise<OrderTotalsReport> {
+  const orders = await readCommittedTopic(bootstrapServers, ordersTopic);
+  const totals = await readCommittedTopic(bootstrapServers, totalsTopic);
+  return verifyOrderTotals(
+    orders,
+    totals.map((record) => ({
+      value: record.value,
+      where: `${totalsTopic}-${record.partition}@${record.offset}`,
+    })),
+  );
+}
+
+/**
+ * Once the input is complete: stops the schedule and triggers checkpoints until one has read every
+ * input partition to its end; its notify-complete publishes the last output.
+ */
+export async function checkpointThroughEnd(
+  job: LocalJob,
+  bootstrapServers: string[],
+  input: string,
+): Promise<void> {
+  const latest = await KafkaSource.open({
+    bootstrapServers,
+    topic: input,
+    startingPosition: { kind: "latest" },
+  });
+  const ends = Object.fromEntries(
+    await Promise.all(latest.partitions().map(async (p) => [p.id, await p.startOffset!()] as const)),
+  );
+  await latest.close();
+  await job.coordinator!.stop();
+  await waitFor(
+    "a checkpoint at the end of every input partition",
+    async () => {
+      const outcome = await job.coordinator!.triggerCheckpoint();
+      if (outcome.state !== "completed") return false;
+      const offsets = (await job.manifest(outcome.checkpoint.checkpointId)).sourceOffsets;
+      return Object.entries(ends).every(([id, end]) => offsets[id] === end);
+    },
+    60_000,
+  );
 }

@@ -22,6 +22,7 @@ describe("StreamJobs in README.md, docs/*.md and manifests/examples", () => {
         "docs/builtin-jobs.md",
         "docs/streamjob-reference.md",
         "docs/writing-a-job.md",
+        "manifests/examples/kafka-orders.yaml",
         "manifests/examples/kafka-sequence.yaml",
         "manifests/examples/sequence.yaml",
         "manifests/examples/wordcount.yaml",

@@ -14,7 +14,6 @@ import {
   ListOffsetTimestamps,
   type fetchV17,
 } from "@platformatic/kafka";
-import { keyGroupRangeForTask } from "../../api/key-groups.js";
 import type { SourceBatch, SourcePartition, SourceRecord } from "../../taskmanager/job/job-definition.js";
 
 /** Where a partition without a checkpointed offset starts (a new job, a new partition). */
@@ -57,18 +56,19 @@ export function kafkaPartitionId(topic: string, partition: number): string {
 }
 
 /**
- * The key group whose owner reads partition `partition`: the first key group of task
- * `partition mod parallelism`. So every task reads ⌊N/parallelism⌋ or ⌈N/parallelism⌉ of the N
- * partitions (hashing 6–12 ids into 128 key groups often gives one task 3 and another none; and no
- * key group chosen without the parallelism spreads evenly at every parallelism). It changes with
- * the parallelism: state kept per Kafka partition must be moved by partition, not by key group.
+ * The key group of partition `partition` of `partitionCount`: the middle of its 1/N slice of the key
+ * groups. Its owner reads the partition, and partition-scoped state lives in it, so that state moves
+ * with the partition on a rescale. Tasks own contiguous key group ranges, so they read contiguous
+ * runs of partitions, evenly: at the default maxParallelism 128 and up to 16 partitions every task
+ * reads ⌊N/parallelism⌋ or ⌈N/parallelism⌉ (tested); hashing 6–12 ids into 128 key groups often
+ * gives one task 3 and another none. It depends on the partition count, not on the parallelism.
  */
 export function kafkaPartitionKeyGroup(
   partition: number,
+  partitionCount: number,
   maxParallelism: number,
-  parallelism: number,
 ): number {
-  return keyGroupRangeForTask(maxParallelism, parallelism, partition % parallelism).start;
+  return Math.floor(((2 * partition + 1) * maxParallelism) / (2 * partitionCount));
 }
 
 /** A checkpointed offset the broker no longer has, under the default reset policy "fail". */
@@ -120,8 +120,7 @@ export class KafkaSource {
       id: kafkaPartitionId(this.options.topic, partition),
       read: (offset, maxRecords) => this.read(partition, offset, maxRecords),
       startOffset: () => this.startOffset(partition),
-      keyGroup: (maxParallelism, parallelism) =>
-        kafkaPartitionKeyGroup(partition, maxParallelism, parallelism),
+      keyGroup: (maxParallelism) => kafkaPartitionKeyGroup(partition, this.partitionCount, maxParallelism),
       endOffset: () => this.lastStableOffsets.get(partition),
     }));
   }

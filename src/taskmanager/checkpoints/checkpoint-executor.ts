@@ -6,6 +6,7 @@ import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import {
   DEFAULT_STAGE_ID,
+  PARTITION_STATE_STAGE_ID,
   type AbortCheckpointRequest,
   type CheckpointPart,
   type CheckpointResult,
@@ -16,6 +17,7 @@ import type { ObjectStore } from "../../storage/object-store.js";
 import type { CheckpointCut } from "../runtime/task-runtime.js";
 import { jobDirectoryOfPartsPrefix } from "../sink/output-layout.js";
 import type { Sink, SinkLocation } from "../sink/sink.js";
+import type { KeyedStateSnapshot } from "../state/keyed-state.js";
 import { encodeStatePart, statePartName } from "../state/state-part.js";
 
 export interface CheckpointExecutorOptions {
@@ -193,6 +195,7 @@ export class CheckpointExecutor {
       return await this.uploadParts(request, cut, signal);
     } finally {
       cut.state.release();
+      cut.partitionState.release();
     }
   }
 
@@ -209,13 +212,20 @@ export class CheckpointExecutor {
       stop.abort(err);
       throw err;
     };
+    const store = this.options.storage(bucket);
     const [state, staged] = await Promise.allSettled([
-      this.uploadState(this.options.storage(bucket), keyPrefix, cut, either).catch(stopOthers),
+      Promise.all([
+        this.uploadState(store, keyPrefix, cut.state, DEFAULT_STAGE_ID, either),
+        // Only jobs that keep partition-scoped state write its stage; no part restores as empty.
+        cut.partitionState.entryCount === 0
+          ? undefined
+          : this.uploadState(store, keyPrefix, cut.partitionState, PARTITION_STATE_STAGE_ID, either),
+      ]).catch(stopOthers),
       abortable(this.options.sink.stageThrough(cut.checkpointId, location), either).catch(stopOthers),
     ]);
     // The first failure: every rejection went through stopOthers.
     if (state.status === "rejected" || staged.status === "rejected") throw stop.signal.reason;
-    const parts = state.value;
+    const parts = state.value.flatMap((part) => part ?? []);
     return {
       checkpointId: cut.checkpointId,
       epoch: this.options.epoch,
@@ -242,12 +252,13 @@ export class CheckpointExecutor {
   private async uploadState(
     store: ObjectStore,
     keyPrefix: string,
-    cut: CheckpointCut,
+    snapshot: KeyedStateSnapshot,
+    stageId: string,
     signal: AbortSignal,
-  ): Promise<CheckpointPart[]> {
-    // Written even when empty: every manifest then covers each task's key groups explicitly.
-    const key = `${keyPrefix}${statePartName(cut.state.keyGroupRange)}`;
-    const body = encodeStatePart(cut.state);
+  ): Promise<CheckpointPart> {
+    // The keyed stage is written even when empty: every manifest covers each task's key groups.
+    const key = `${keyPrefix}${statePartName(snapshot.keyGroupRange, stageId)}`;
+    const body = encodeStatePart(snapshot, stageId);
     const stop = () => body.destroy(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
     // The abort is reported through `abortable`; a store that has not started reading the body yet
     // must not turn its stream error into an unhandled one.
@@ -255,16 +266,14 @@ export class CheckpointExecutor {
     signal.addEventListener("abort", stop, { once: true });
     try {
       const stored = await abortable(store.put(key, body), signal);
-      return [
-        {
-          key,
-          sizeBytes: stored.sizeBytes,
-          sha256: stored.sha256,
-          keyGroupRange: cut.state.keyGroupRange,
-          stageId: DEFAULT_STAGE_ID,
-          index: body.indexLocation,
-        },
-      ];
+      return {
+        key,
+        sizeBytes: stored.sizeBytes,
+        sha256: stored.sha256,
+        keyGroupRange: snapshot.keyGroupRange,
+        stageId,
+        index: body.indexLocation,
+      };
     } catch (err) {
       throw new Error(`upload of ${key} failed: ${(err as Error).message}`, { cause: err });
     } finally {

@@ -63,10 +63,11 @@ export interface SourcePartition<TRecord> {
   startOffset?(): Promise<number>;
   /**
    * The key group whose owner reads this partition, when the partition knows better than a hash of
-   * its id (Kafka partitions go round-robin over the tasks; see src/connectors/kafka/source.ts). The
-   * job's `partitionKeyGroup`, when it has one, decides first.
+   * its id (Kafka spreads a topic's partitions evenly; see src/connectors/kafka/source.ts). The
+   * job's `partitionKeyGroup`, when it has one, decides first. It must not depend on the
+   * parallelism: the partition's partition-scoped state lives in this key group.
    */
-  keyGroup?(maxParallelism: number, parallelism: number): number;
+  keyGroup?(maxParallelism: number): number;
   /**
    * The offset after the last record the source knew of at its latest read (Kafka: the last stable
    * offset), if it knows one: the partition's lag is this minus the next offset to read.
@@ -80,6 +81,11 @@ export interface RecordContext {
   readonly offset: number;
   /** The task's keyed state; only keys in the task's key groups are accepted. */
   readonly state: KeyedState;
+  /**
+   * The state of the record's source partition (partition-scoped state): any key, visible only
+   * while processing records of this partition, moved with the partition on a rescale.
+   */
+  readonly partitionState: KeyedState;
   /**
    * Appends one record to the job's output: a line of the committed files by default, or a record
    * of the job's `output` (a Kafka topic, keyed by `key`). Exactly-once outputs publish it when a
@@ -122,11 +128,10 @@ export function keyGroupOfPartition(
   job: JobDefinition<unknown>,
   partition: Pick<SourcePartition<unknown>, "id" | "keyGroup">,
   maxParallelism: number,
-  parallelism: number,
 ): number {
   return (
     job.partitionKeyGroup?.(partition.id, maxParallelism) ??
-    partition.keyGroup?.(maxParallelism, parallelism) ??
+    partition.keyGroup?.(maxParallelism) ??
     keyGroupForKey(partition.id, maxParallelism)
   );
 }

@@ -3,6 +3,7 @@
 // shape of a JobDefinition; docs/writing-a-job.md).
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { customerTotalsJob, ordersByCustomerJob } from "./builtin/kafka-orders.js";
 import { kafkaSequenceJob } from "./builtin/kafka-sequence.js";
 import { sequenceJob } from "./builtin/sequence.js";
 import { wordcountJob } from "./builtin/wordcount.js";
@@ -12,6 +13,8 @@ const BUILT_IN_JOBS: Record<string, JobDefinition<unknown>> = {
   sequence: sequenceJob,
   wordcount: wordcountJob,
   "kafka-sequence": kafkaSequenceJob,
+  "orders-by-customer": ordersByCustomerJob,
+  "customer-totals": customerTotalsJob,
 };
 
 export async function loadJob(programName: string): Promise<JobDefinition<unknown>> {

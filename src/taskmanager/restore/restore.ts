@@ -48,10 +48,13 @@ export interface RestoreTarget {
   keyGroupRange: KeyGroupRange;
 }
 
+/** The backend of each stage the job has: its keyed state, and its partition-scoped state. */
+export type StageStates = Readonly<Record<string, KeyGroupedStateBackend>>;
+
 export async function restoreCheckpoint(
   target: RestoreTarget,
   store: ObjectStore,
-  state: KeyGroupedStateBackend,
+  states: StageStates,
 ): Promise<RestoredCheckpoint> {
   const { restoreFrom } = target;
   const manifest = await readManifest(store, restoreFrom.manifestKey);
@@ -60,8 +63,8 @@ export async function restoreCheckpoint(
     throw new RestoreError(`manifest ${location(store, restoreFrom.manifestKey)}: ${mismatch}`);
   }
   const parts = manifest.parts.filter((part) => rangesOverlap(part.keyGroupRange, target.keyGroupRange));
-  // The reference's jobs have one keyed stage: state of any other would be lost, so it is refused.
-  const foreign = parts.find((part) => stageOfPart(part) !== DEFAULT_STAGE_ID);
+  // State of a stage the job does not have would be lost, so it is refused.
+  const foreign = parts.find((part) => !Object.hasOwn(states, stageOfPart(part)));
   if (foreign !== undefined) {
     throw new RestoreError(
       `part ${location(store, foreign.key)} holds state of stage ${JSON.stringify(foreign.stageId)}, which this job does not have`,
@@ -70,9 +73,17 @@ export async function restoreCheckpoint(
   // Every part is verified into staging before any entry reaches the state: never a partial restore.
   const staged = await Promise.all(parts.map((part) => stagePart(store, part, target)));
   let keysRestored = 0;
-  for (const entries of staged) {
+  for (const [i, entries] of staged.entries()) {
+    const part = parts[i]!;
+    const state = states[stageOfPart(part)]!;
     for (const entry of entries) {
-      state.restoreEntry(entry.keyGroup, entry.key, entry.value);
+      try {
+        state.restoreEntry(entry.keyGroup, entry.key, entry.value);
+      } catch (err) {
+        throw new RestoreError(
+          `part ${location(store, part.key)}, stage ${stageOfPart(part)}: ${(err as Error).message}`,
+        );
+      }
       keysRestored++;
     }
   }
@@ -125,7 +136,9 @@ async function stagePart(
     keyGroupRange: part.keyGroupRange,
     stageId: stageOfPart(part),
     wanted: target.keyGroupRange,
-    maxParallelism: target.maxParallelism,
+    // Keyed state lies in its keys' hash key groups; partition-scoped state in its partitions',
+    // which the stage's backend checks as it loads each entry.
+    ...(stageOfPart(part) === DEFAULT_STAGE_ID && { maxParallelism: target.maxParallelism }),
   };
   try {
     return part.index === undefined

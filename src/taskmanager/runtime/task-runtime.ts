@@ -16,13 +16,16 @@ import {
   type SourceBatch,
   type SourceRecord,
 } from "../job/job-definition.js";
-import type { KeyGroupedStateBackend, KeyedStateSnapshot } from "../state/keyed-state.js";
+import type { KeyGroupedStateBackend, KeyedState, KeyedStateSnapshot } from "../state/keyed-state.js";
+import type { PartitionScopedState } from "../state/partition-state.js";
 import type { Sink } from "../sink/sink.js";
 
 /** The synchronous part of a checkpoint: frozen state, next offsets, sealed sink output. */
 export interface CheckpointCut {
   checkpointId: number;
   state: KeyedStateSnapshot;
+  /** The partition-scoped state, its own stage of the checkpoint. */
+  partitionState: KeyedStateSnapshot;
   sourceOffsets: Record<string, number>;
   /** Records behind the source's end, for the partitions whose source knows its end. */
   sourceLag: Record<string, number>;
@@ -33,6 +36,7 @@ export interface TaskRuntimeOptions {
   job: JobDefinition<unknown>;
   context: JobContext;
   state: KeyGroupedStateBackend;
+  partitionState: PartitionScopedState;
   sink: Sink;
   /** Records per partition read, and per synchronous batch before yielding. */
   batchSize?: number;
@@ -44,10 +48,13 @@ interface AssignedPartition {
   source: SourcePartition<unknown>;
   /** The next record to read. */
   offset: number;
+  /** Its partition-scoped state. */
+  state: KeyedState;
 }
 
 export class TaskRuntime {
   private assigned: AssignedPartition[] = [];
+  private partitions: readonly SourcePartition<unknown>[] | undefined;
   private running = false;
   private loop: Promise<void> | undefined;
   private processed = 0;
@@ -79,27 +86,36 @@ export class TaskRuntime {
   }
 
   /**
-   * Learns the job's partitions and keeps those whose key group this task owns, starting at the
-   * restored offsets (a partition not listed starts at its `startOffset()`, by default 0).
+   * Learns the job's partitions and where each one's partition-scoped state lives: before a
+   * restore, which places that state by them.
    */
-  async open(restoredOffsets: Readonly<Record<string, number>>): Promise<void> {
-    const { job, context } = this.options;
+  async discover(): Promise<void> {
+    const { job, context, partitionState } = this.options;
     const partitions = await job.partitions(context);
     const ids = new Set<string>();
     for (const partition of partitions) {
       if (ids.has(partition.id)) throw new Error(`the job has two partitions named ${partition.id}`);
       ids.add(partition.id);
+      partitionState.place(partition.id, keyGroupOfPartition(job, partition, context.maxParallelism));
     }
-    const owned = partitions.filter((partition) =>
-      owns(
-        context.keyGroupRange,
-        keyGroupOfPartition(job, partition, context.maxParallelism, context.parallelism),
-      ),
+    this.partitions = partitions;
+  }
+
+  /**
+   * Keeps the partitions whose key group this task owns, starting at the restored offsets (a
+   * partition not listed starts at its `startOffset()`, by default 0).
+   */
+  async open(restoredOffsets: Readonly<Record<string, number>>): Promise<void> {
+    const { job, context, partitionState } = this.options;
+    if (this.partitions === undefined) await this.discover();
+    const owned = this.partitions!.filter((partition) =>
+      owns(context.keyGroupRange, keyGroupOfPartition(job, partition, context.maxParallelism)),
     );
     this.assigned = await Promise.all(
       owned.map(async (source) => ({
         source,
         offset: restoredOffsets[source.id] ?? (await source.startOffset?.()) ?? 0,
+        state: partitionState.view(source.id),
       })),
     );
   }
@@ -125,10 +141,12 @@ export class TaskRuntime {
     this.options.sink.seal(checkpointId);
     // Last, so a throwing seal leaves no snapshot that nobody releases.
     const state = this.options.state.snapshot();
+    const partitionState = this.options.partitionState.backend.snapshot();
     // Whole milliseconds: every time on the wire is an integer (docs/protocol.md, "Terms").
     return {
       checkpointId,
       state,
+      partitionState,
       sourceOffsets,
       sourceLag,
       syncDurationMs: Math.round(performance.now() - started),
@@ -152,6 +170,7 @@ export class TaskRuntime {
             partitionId: partition.source.id,
             offset: record.offset,
             state,
+            partitionState: partition.state,
             emit,
           });
           // The next record to read, not a count: offsets may have gaps.

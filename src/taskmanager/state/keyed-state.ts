@@ -114,6 +114,8 @@ export class KeyGroupedStateBackend implements KeyedState {
   constructor(
     readonly maxParallelism: number,
     readonly keyGroupRange: KeyGroupRange,
+    /** Where a key lives: its hash by default; partition-scoped state places keys by partition. */
+    private readonly keyGroupOf: (key: string) => number = (key) => keyGroupForKey(key, maxParallelism),
   ) {
     if (keyGroupRange.start > keyGroupRange.end || keyGroupRange.end >= maxParallelism) {
       throw new RangeError(
@@ -151,7 +153,7 @@ export class KeyGroupedStateBackend implements KeyedState {
   }
 
   owns(key: string): boolean {
-    const keyGroup = keyGroupForKey(key, this.maxParallelism);
+    const keyGroup = this.keyGroupOf(key);
     return keyGroup >= this.keyGroupRange.start && keyGroup <= this.keyGroupRange.end;
   }
 
@@ -180,7 +182,7 @@ export class KeyGroupedStateBackend implements KeyedState {
     if (!isWithinRange({ start: keyGroup, end: keyGroup }, this.keyGroupRange)) {
       throw new RangeError(`key group ${keyGroup} is not owned by this task`);
     }
-    const expected = keyGroupForKey(key, this.maxParallelism);
+    const expected = this.keyGroupOf(key);
     if (expected !== keyGroup) {
       throw new RangeError(
         `key ${JSON.stringify(key)} is stored in key group ${keyGroup}, expected ${expected}`,
@@ -190,7 +192,7 @@ export class KeyGroupedStateBackend implements KeyedState {
   }
 
   private slotFor(key: string): KeyGroupSlot {
-    const keyGroup = keyGroupForKey(key, this.maxParallelism);
+    const keyGroup = this.keyGroupOf(key);
     if (keyGroup < this.keyGroupRange.start || keyGroup > this.keyGroupRange.end) {
       throw new RangeError(
         `key ${JSON.stringify(key)} is in key group ${keyGroup}, outside this task's key groups ${this.keyGroupRange.start}-${this.keyGroupRange.end}`,

@@ -17,6 +17,7 @@ import {
   type SourceBatch,
 } from "../../../src/taskmanager/job/job-definition.js";
 import { TwoPhaseCommitSink } from "../../../src/taskmanager/sink/two-phase-commit-sink.js";
+import { PartitionScopedState } from "../../../src/taskmanager/state/partition-state.js";
 import { KeyGroupedStateBackend } from "../../../src/taskmanager/state/keyed-state.js";
 import { JOB } from "./support/fixtures.js";
 
@@ -58,10 +59,17 @@ function processAll(
   records: Array<{ partitionId: string; values: unknown[] }>,
 ) {
   const state = new KeyGroupedStateBackend(maxParallelism, { start: 0, end: maxParallelism - 1 });
+  const partitionState = new PartitionScopedState(maxParallelism, { start: 0, end: maxParallelism - 1 });
   const lines: string[] = [];
   for (const { partitionId, values } of records) {
     values.forEach((value, offset) =>
-      job.process(value, { partitionId, offset, state, emit: (line) => lines.push(line) }),
+      job.process(value, {
+        partitionId,
+        offset,
+        state,
+        partitionState: partitionState.view(partitionId),
+        emit: (line) => lines.push(line),
+      }),
     );
   }
   return { state, lines };
@@ -108,9 +116,7 @@ describe("docs/builtin-jobs.md: sequence", () => {
     const partitions = await sequenceJob.partitions(context(["--keys", String(rows.length)], 128));
     expect(partitions.map((partition) => partition.id)).toEqual(rows.map(([id]) => id));
     for (const [id = "", keyGroup, task] of rows) {
-      expect(keyGroupOfPartition(sequenceJob as JobDefinition<unknown>, { id }, 128, 2)).toBe(
-        Number(keyGroup),
-      );
+      expect(keyGroupOfPartition(sequenceJob as JobDefinition<unknown>, { id }, 128)).toBe(Number(keyGroup));
       const owner = [0, 1].find((taskIndex) => {
         const range = keyGroupRangeForTask(128, 2, taskIndex);
         return Number(keyGroup) >= range.start && Number(keyGroup) <= range.end;

@@ -11,6 +11,7 @@ import type { JobDefinition } from "../../../src/taskmanager/job/job-definition.
 import { loadJob } from "../../../src/taskmanager/job/load-job.js";
 import { TaskRuntime } from "../../../src/taskmanager/runtime/task-runtime.js";
 import { TwoPhaseCommitSink } from "../../../src/taskmanager/sink/two-phase-commit-sink.js";
+import { PartitionScopedState } from "../../../src/taskmanager/state/partition-state.js";
 import { KeyGroupedStateBackend } from "../../../src/taskmanager/state/keyed-state.js";
 import sensorAverage from "./fixtures/sensor-average-job.js";
 import { JOB, taskConfig } from "./support/fixtures.js";
@@ -42,6 +43,7 @@ async function runTask(
     job,
     context: { args, job: JOB, taskIndex, parallelism, maxParallelism, keyGroupRange, storage: () => store },
     state,
+    partitionState: new PartitionScopedState(maxParallelism, keyGroupRange),
     sink,
     idleMs: 5,
   });
@@ -101,7 +103,13 @@ test("sequence: every key counts up from 1 and a skipped record fails the task",
     "seq-0 2",
     "seq-0 3",
   ]);
-  const record = { partitionId: "seq-0", offset: 5, state, emit: () => undefined };
+  const record = {
+    partitionId: "seq-0",
+    offset: 5,
+    state,
+    partitionState: new PartitionScopedState(16, state.keyGroupRange).view("seq-0"),
+    emit: () => undefined,
+  };
   const current = Number(state.get("seq-0"));
   expect(() => sequenceJob.process(current + 2, record)).toThrow(
     `seq-0 got ${current + 2} after ${current} at offset 5: exactly-once violated`,
@@ -156,7 +164,7 @@ test("jobs are found by built-in name; anything else must be an absolute module 
   expect(await loadJob("wordcount")).toBe(wordcountJob);
   expect(await loadJob("kafka-sequence")).toBe(kafkaSequenceJob);
   await expect(loadJob("sessions")).rejects.toThrow(
-    'job.name "sessions": not a built-in job (sequence, wordcount, kafka-sequence) nor an absolute module path',
+    'job.name "sessions": not a built-in job (sequence, wordcount, kafka-sequence, orders-by-customer, customer-totals) nor an absolute module path',
   );
 });
 
@@ -205,6 +213,7 @@ describe("kafka-sequence", () => {
       partitionId: "orders-0",
       offset,
       state,
+      partitionState: new PartitionScopedState(16, keyGroupRange).view("orders-0"),
       emit: (l: string) => lines.push(l),
     });
     kafkaSequenceJob.process(record(`${owned}:1`), at(0));

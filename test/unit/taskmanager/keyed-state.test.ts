@@ -266,7 +266,7 @@ describe("restore with another parallelism", () => {
             keyGroupRange: range,
           },
           store,
-          state,
+          { default: state },
         );
         expect(result.sourceOffsets).toEqual({ "p-0": 41 });
         expect(result.keysRestored).toBe(state.size);

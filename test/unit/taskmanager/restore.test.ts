@@ -30,7 +30,7 @@ describe("restore refuses anything it cannot verify", () => {
     const at = bytes.indexOf(0x5b); // the first entry's "[", inside the first block
     bytes[at + 2] = bytes[at + 2] === 0x31 ? 0x32 : 0x31;
     await store.put(part.key, bytes);
-    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+    await expect(restoreCheckpoint(target, store, { default: state })).rejects.toThrow(
       new RegExp(
         `^restore: unreadable part s3://streamjob/${part.key} at byte \\d+: block of key group \\d+ sha256 mismatch: expected [0-9a-f]{64}, got [0-9a-f]{64}$`,
       ),
@@ -48,7 +48,7 @@ describe("restore refuses anything it cannot verify", () => {
       ),
     };
     await store.put(manifestKey, Buffer.from(JSON.stringify(forged)));
-    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+    await expect(restoreCheckpoint(target, store, { default: state })).rejects.toThrow(
       `restore: unreadable part s3://streamjob/${part.key} at byte ${part.index!.offset}: index sha256 mismatch: expected ${"0".repeat(64)}`,
     );
     expect(state.size).toBe(0);
@@ -58,12 +58,12 @@ describe("restore refuses anything it cannot verify", () => {
     const { store, manifest, manifestKey, target, state } = await setUp();
     const part = manifest.parts[0]!;
     await store.put(part.key, (await store.get(part.key)).subarray(0, 10));
-    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+    await expect(restoreCheckpoint(target, store, { default: state })).rejects.toThrow(
       `restore: unreadable part s3://streamjob/${part.key} at byte ${part.index!.offset}: index range has 0 bytes, the manifest says ${part.index!.length}`,
     );
     const withoutIndex = { ...manifest, parts: manifest.parts.map(({ index: _, ...rest }) => rest) };
     await store.put(manifestKey, Buffer.from(JSON.stringify(withoutIndex)));
-    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+    await expect(restoreCheckpoint(target, store, { default: state })).rejects.toThrow(
       `restore: part s3://streamjob/${part.key} size mismatch: expected ${part.sizeBytes} bytes, got 10`,
     );
   });
@@ -76,7 +76,7 @@ describe("restore refuses anything it cannot verify", () => {
     const bytes = await store.get(part.key);
     bytes[40] = 0x00; // inside the header: the line no longer parses, but the digest is reported
     await store.put(part.key, bytes);
-    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+    await expect(restoreCheckpoint(target, store, { default: state })).rejects.toThrow(
       new RegExp(
         `^restore: part s3://streamjob/${part.key} sha256 mismatch: expected ${part.sha256}, got [0-9a-f]{64}$`,
       ),
@@ -87,11 +87,11 @@ describe("restore refuses anything it cannot verify", () => {
   test("a missing part or manifest is refused naming the object", async () => {
     const { store, manifest, manifestKey, target, state } = await setUp();
     await store.delete([manifest.parts[0]!.key]);
-    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+    await expect(restoreCheckpoint(target, store, { default: state })).rejects.toThrow(
       `restore: part s3://streamjob/${manifest.parts[0]!.key} not found`,
     );
     await store.delete([manifestKey]);
-    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+    await expect(restoreCheckpoint(target, store, { default: state })).rejects.toThrow(
       `restore: manifest s3://streamjob/${manifestKey} not found`,
     );
   });
@@ -99,17 +99,17 @@ describe("restore refuses anything it cannot verify", () => {
   test("a manifest of another checkpoint, job or maxParallelism is refused naming the field", async () => {
     const { store, target, state } = await setUp();
     await expect(
-      restoreCheckpoint({ ...target, restoreFrom: { ...target.restoreFrom, checkpointId: 8 } }, store, state),
+      restoreCheckpoint({ ...target, restoreFrom: { ...target.restoreFrom, checkpointId: 8 } }, store, {
+        default: state,
+      }),
     ).rejects.toThrow(/checkpointId: 7, expected 8/);
     await expect(
-      restoreCheckpoint({ ...target, job: { ...JOB, name: "other" } }, store, state),
+      restoreCheckpoint({ ...target, job: { ...JOB, name: "other" } }, store, { default: state }),
     ).rejects.toThrow(/job: default\/orders, expected default\/other/);
     await expect(
-      restoreCheckpoint(
-        { ...target, maxParallelism: 24, keyGroupRange: { start: 0, end: 23 } },
-        store,
-        state,
-      ),
+      restoreCheckpoint({ ...target, maxParallelism: 24, keyGroupRange: { start: 0, end: 23 } }, store, {
+        default: state,
+      }),
     ).rejects.toThrow(/maxParallelism: 12, expected 24/);
   });
 
@@ -119,7 +119,7 @@ describe("restore refuses anything it cannot verify", () => {
       manifestKey,
       Buffer.from(JSON.stringify({ ...manifest, parts: [{ ...manifest.parts[0], sha256: "x" }] })),
     );
-    await expect(restoreCheckpoint(target, store, state)).rejects.toThrow(
+    await expect(restoreCheckpoint(target, store, { default: state })).rejects.toThrow(
       /is invalid: parts\[0\]\.sha256: expected 64 lowercase hex/,
     );
   });
@@ -146,7 +146,7 @@ test("a stored v1 manifest with the fractional durations older TaskManagers wrot
       keyGroupRange: range,
     },
     store,
-    state,
+    { default: state },
   );
   expect(restored).toMatchObject({ checkpointId: 3, keysRestored: 4 });
   expect(restored.sourceOffsets).toEqual({ "seq-0": 10, "seq-1": 11, "seq-2": 12, "seq-3": 13 });

@@ -9,6 +9,7 @@ import {
 } from "../../../src/taskmanager/job/job-definition.js";
 import { TaskRuntime } from "../../../src/taskmanager/runtime/task-runtime.js";
 import { TwoPhaseCommitSink } from "../../../src/taskmanager/sink/two-phase-commit-sink.js";
+import { PartitionScopedState } from "../../../src/taskmanager/state/partition-state.js";
 import { KeyGroupedStateBackend } from "../../../src/taskmanager/state/keyed-state.js";
 import { JOB } from "./support/fixtures.js";
 
@@ -59,6 +60,7 @@ function runtimeFor(partition: SourcePartition<string>, processed: string[]) {
       storage: () => store,
     },
     state: new KeyGroupedStateBackend(4, keyGroupRange),
+    partitionState: new PartitionScopedState(4, keyGroupRange),
     sink: new TwoPhaseCommitSink(0),
     batchSize: 2,
     idleMs: 1,

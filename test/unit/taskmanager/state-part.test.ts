@@ -222,7 +222,7 @@ describe("ranged restore after a rescale", () => {
           keyGroupRange: range,
         },
         store,
-        state,
+        { default: state },
       );
       expect(store.wholeReads).toEqual([]);
       const read = store.ranges.reduce((sum, [, , length]) => sum + length, 0);
@@ -255,7 +255,7 @@ describe("ranged restore after a rescale", () => {
           keyGroupRange: range,
         },
         store,
-        new KeyGroupedStateBackend(8, range),
+        { default: new KeyGroupedStateBackend(8, range) },
       ),
     ).rejects.toThrow(
       `restore: part s3://streamjob/${manifest.parts[0]!.key} holds state of stage "join", which this job does not have`,
@@ -284,7 +284,7 @@ test("a v1 checkpoint written by the v1 writer restores under the v2 reader, als
       maxParallelism: 8,
       keyGroupRange: range,
     };
-    const result = await restoreCheckpoint(target, store, state);
+    const result = await restoreCheckpoint(target, store, { default: state });
     expect(result.sourceOffsets).toEqual({ "seq-0": 20, "seq-1": 21 });
     for (let i = 0; i < 40; i++) {
       const key = i < 30 ? `key-${i}` : `ключ-${i}`;

@@ -9,68 +9,14 @@
 // requires every n to be exactly counter + 1, failing the task on a gap or a duplicate, and emits
 // `<key> <n>` keyed by the key, so verifySequenceOutput checks the committed output. A key's state lives in its key
 // group, so the topic must be partitioned such that the task reading a key's partition owns the
-// key's key group (partition p is read by task p mod parallelism); any other key fails the task.
-import { z } from "zod";
-import { kafkaConnectionFromSecret } from "../../../connectors/kafka/connection.js";
-import { kafkaSink } from "../../../connectors/kafka/sink.js";
-import { KafkaSource, type KafkaSourceRecord } from "../../../connectors/kafka/source.js";
-import { ConfigurationError, ENV } from "../../config/environment.js";
-import { TwoPhaseCommitSink } from "../../sink/two-phase-commit-sink.js";
+// key's key group (src/connectors/kafka/source.ts says which task reads partition p); any other key
+// fails the task.
+import type { KafkaSourceRecord } from "../../../connectors/kafka/source.js";
 import { defineJob } from "../job-definition.js";
-import { parseJobArgs } from "./job-args.js";
-
-export const KafkaSequenceArgs = {
-  topic: z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, "expected a Kafka topic name"),
-  "bootstrap-servers": z.string().optional(),
-  start: z.enum(["earliest", "latest"]).default("earliest"),
-  "output-topic": z
-    .string()
-    .regex(/^[A-Za-z0-9._-]{1,249}$/, "expected a Kafka topic name")
-    .optional(),
-  delivery: z.enum(["exactly-once", "at-least-once"]).default("exactly-once"),
-};
-
-function bootstrapServersOf(servers: string | undefined): string[] {
-  if (servers === undefined) {
-    throw new ConfigurationError(
-      `kafka-sequence: no Kafka: give --bootstrap-servers or set ${ENV.kafkaBootstrapServers}`,
-    );
-  }
-  try {
-    return kafkaConnectionFromSecret({ bootstrapServers: servers }).bootstrapServers;
-  } catch (error) {
-    throw new ConfigurationError(`kafka-sequence: ${(error as Error).message}`);
-  }
-}
+import { kafkaJobIo } from "./kafka-job.js";
 
 export const kafkaSequenceJob = defineJob<KafkaSourceRecord>({
-  async partitions(context) {
-    const args = parseJobArgs("kafka-sequence", context.args, KafkaSequenceArgs);
-    const bootstrapServers = bootstrapServersOf(
-      args["bootstrap-servers"] ?? process.env[ENV.kafkaBootstrapServers],
-    );
-    const source = await KafkaSource.open({
-      bootstrapServers,
-      topic: args.topic,
-      startingPosition: { kind: args.start },
-      clientId: `kafka-sequence-${context.job.namespace}-${context.job.name}-${context.taskIndex}`,
-    });
-    return source.partitions();
-  },
-  output(context) {
-    const args = parseJobArgs("kafka-sequence", context.args, KafkaSequenceArgs);
-    const topic = args["output-topic"];
-    if (topic === undefined) return new TwoPhaseCommitSink(context.taskIndex);
-    return kafkaSink({
-      bootstrapServers: bootstrapServersOf(
-        args["bootstrap-servers"] ?? process.env[ENV.kafkaBootstrapServers],
-      ),
-      topic,
-      delivery: args.delivery,
-      job: context.job,
-      taskIndex: context.taskIndex,
-    });
-  },
+  ...kafkaJobIo("kafka-sequence"),
   process(record, context) {
     const text = record.value?.toString("utf8") ?? "";
     const match = /^(.+):(\d+)$/.exec(text);
