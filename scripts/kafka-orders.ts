@@ -10,6 +10,7 @@ import {
   ensureTopic,
   kafkaBootstrapServers,
   produceOrders,
+  readCommittedTopic,
   verifyOrdersPipeline,
 } from "../test/support/kafka.js";
 import { LocalCluster } from "../test/support/local-cluster.js";
@@ -52,6 +53,7 @@ console.log(
 const written = await produceOrders({
   bootstrapServers,
   topic: TOPICS.orders,
+  existing: await readCommittedTopic(bootstrapServers, TOPICS.orders),
   regions: PARTITIONS,
   customers: 10,
   perRound: count("per-round", 1),

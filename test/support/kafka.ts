@@ -35,6 +35,9 @@ export function transactionalProducer(clientId: string, bootstrapServers: string
     bootstrapBrokers: bootstrapServers,
     idempotent: true,
     transactionalId: `${clientId}-${topic}`,
+    // A new producer id: the client's default (producer 0, epoch 0) is fenced once the id is known.
+    producerId: -1n,
+    producerEpoch: -1,
     serializers: stringSerializers,
   });
 }
@@ -187,6 +190,8 @@ export interface OrdersOptions {
   rounds: number;
   pauseMs?: number;
   seed: number;
+  /** Orders already in the topic: their seqs and count go on, so the jobs see no duplicate. */
+  existing?: readonly { value: string }[];
   onRound?(n: number): void;
 }
 
@@ -198,7 +203,13 @@ export async function produceOrders(options: OrdersOptions): Promise<number> {
   const { bootstrapServers, topic } = options;
   const random = seededRandom(options.seed);
   const seqs = new Map<string, number>();
+  for (const { value } of options.existing ?? []) {
+    const order = JSON.parse(value) as Order;
+    const key = `${order.customer} in ${order.region}`;
+    seqs.set(key, Math.max(seqs.get(key) ?? 0, order.seq));
+  }
   const producer = transactionalProducer("streamjob-orders", bootstrapServers, topic);
+  const before = options.existing?.length ?? 0;
   let written = 0;
   try {
     for (let n = 1; n <= options.rounds; n++) {
@@ -209,7 +220,7 @@ export async function produceOrders(options: OrdersOptions): Promise<number> {
         const seq = (seqs.get(key) ?? 0) + 1;
         seqs.set(key, seq);
         const order: Order = {
-          orderId: `order-${++written}`,
+          orderId: `order-${before + ++written}`,
           region: `region-${region}`,
           customer,
           amount: 1 + Math.floor(random() * 10_000),
