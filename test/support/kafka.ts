@@ -38,6 +38,9 @@ export function transactionalProducer(clientId: string, bootstrapServers: string
     // A new producer id: the client's default (producer 0, epoch 0) is fenced once the id is known.
     producerId: -1n,
     producerEpoch: -1,
+    // Back-to-back transactions meet CONCURRENT_TRANSACTIONS for a few ms; the default retry waits 1 s.
+    retries: 40,
+    retryDelay: 50,
     serializers: stringSerializers,
   });
 }

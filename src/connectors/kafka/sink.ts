@@ -57,6 +57,13 @@ export function kafkaSinkWriterId(job: JobRef, writerIndex: number): string {
 
 type StringMessage = MessageToProduce<string, string, string, string>;
 
+/**
+ * The client waits 1 s before retrying a retriable error, 3 times. A transaction begun right after
+ * the previous commit meets CONCURRENT_TRANSACTIONS until the broker has written its markers (a few
+ * ms): retry like the Java client (tens of ms), for up to about 2 s.
+ */
+const QUICK_RETRIES = { retries: 40, retryDelay: 50 };
+
 // Records per produce request: a staged segment may hold a checkpoint interval's output.
 const SEND_CHUNK = 2_000;
 
@@ -74,6 +81,7 @@ function newProducer(options: KafkaSinkOptions, transactionalId?: string) {
     idempotent: true,
     serializers: stringSerializers,
     partitioner: compatibilityPartitioner,
+    ...QUICK_RETRIES,
     ...(transactionalId !== undefined && {
       transactionalId,
       // A new producer id, not "producer 0 epoch 0" (the client's default), which the broker
