@@ -189,3 +189,30 @@ test("a topic that does not exist, or is deleted while read, is refused naming i
     await admin.close();
   }
 });
+
+test("partitions added to the topic fail the read so the job restarts with them; after a restore they start at their beginning", async () => {
+  const growing = `${topic}-growing`;
+  const admin = new Admin({ clientId: "kafka-source-test", bootstrapBrokers: bootstrapServers });
+  const producer = transactionalProducer("kafka-source-test", bootstrapServers, growing);
+  try {
+    await admin.createTopics({ topics: [growing], partitions: 1, replicas: 1 });
+    const [only] = (await openSource({ topic: growing, partitionDiscoveryMs: 0 })).partitions();
+    expect(await only!.read(0, 10)).toEqual({ records: [], nextOffset: 0 });
+    await admin.createPartitions({ topics: [{ name: growing, count: 2 }] });
+    const transaction = await producer.beginTransaction();
+    await transaction.send({ messages: [{ topic: growing, partition: 1, key: "k", value: "first" }] });
+    await transaction.commit();
+    await expect(only!.read(0, 10)).rejects.toThrow(
+      `Kafka topic ${growing} now has 2 partitions, the job reads 1: restarting from the latest checkpoint`,
+    );
+    // The restarted job: a new partition starts at its first record even when new jobs start at the end.
+    const added = (
+      await openSource({ topic: growing, startingPosition: { kind: "latest" } })
+    ).partitions()[1]!;
+    expect(await added.startOffset!(true)).toBe(0);
+    expect(await added.startOffset!(false)).toBe(2); // after the record and its commit marker
+  } finally {
+    await producer.close();
+    await admin.close();
+  }
+});

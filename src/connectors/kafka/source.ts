@@ -41,6 +41,8 @@ export interface KafkaSourceOptions {
   maxWaitMs?: number;
   /** The most bytes one fetch returns from a partition (at least one batch). Default: 1 MiB. */
   partitionMaxBytes?: number;
+  /** How often reads look for partitions added to the topic. Default: 30 s. */
+  partitionDiscoveryMs?: number;
 }
 
 export interface KafkaSourceRecord {
@@ -78,6 +80,15 @@ interface FetchedRecords {
   nextOffset: number;
 }
 
+/**
+ * The topic has more partitions than the job reads: the task fails so that the job restarts from
+ * its latest checkpoint, where every task learns the new partitions together (a partition's reader
+ * depends on the partition count, so tasks must not change over one by one).
+ */
+export class KafkaPartitionsAddedError extends Error {
+  override readonly name = "KafkaPartitionsAddedError";
+}
+
 /** A checkpointed offset the broker no longer has, under the default reset policy "fail". */
 export class KafkaOffsetOutOfRangeError extends Error {
   override readonly name = "KafkaOffsetOutOfRangeError";
@@ -93,12 +104,16 @@ export class KafkaSource {
    * decoding the same response again for every read cost 60 ms a read.
    */
   private readonly fetched = new Map<number, FetchedRecords>();
+  /** When reads next ask for the partition count (read when the source opened). */
+  private nextDiscoveryAt: number;
 
   private constructor(
     private readonly options: Required<Omit<KafkaSourceOptions, "clientId" | "bootstrapServers">>,
     private readonly consumer: Consumer,
     private readonly partitionCount: number,
-  ) {}
+  ) {
+    this.nextDiscoveryAt = Date.now() + options.partitionDiscoveryMs;
+  }
 
   /** Connects and learns the topic's partitions; a missing topic is an error naming it. */
   static async open(options: KafkaSourceOptions): Promise<KafkaSource> {
@@ -118,6 +133,7 @@ export class KafkaSource {
           offsetReset: options.offsetReset ?? "fail",
           maxWaitMs: options.maxWaitMs ?? 100,
           partitionMaxBytes: options.partitionMaxBytes ?? 1024 * 1024,
+          partitionDiscoveryMs: options.partitionDiscoveryMs ?? 30_000,
         },
         consumer,
         partitionCount,
@@ -132,7 +148,7 @@ export class KafkaSource {
     return Array.from({ length: this.partitionCount }, (_, partition) => ({
       id: kafkaPartitionId(this.options.topic, partition),
       read: (offset, maxRecords) => this.read(partition, offset, maxRecords),
-      startOffset: () => this.startOffset(partition),
+      startOffset: (restored) => this.startOffset(partition, restored),
       keyGroup: (maxParallelism) => kafkaPartitionKeyGroup(partition, this.partitionCount, maxParallelism),
       endOffset: () => this.lastStableOffsets.get(partition),
     }));
@@ -142,8 +158,9 @@ export class KafkaSource {
     await this.consumer.close();
   }
 
-  private async startOffset(partition: number): Promise<number> {
-    const position = this.options.startingPosition;
+  private async startOffset(partition: number, restored = false): Promise<number> {
+    // A partition added to a running job holds only records written since: read them all.
+    const position = restored ? { kind: "earliest" as const } : this.options.startingPosition;
     if (position.kind === "earliest") return this.listOffset(partition, ListOffsetTimestamps.EARLIEST);
     if (position.kind === "latest") return this.listOffset(partition, ListOffsetTimestamps.LATEST);
     const offset = await this.listOffset(partition, BigInt(position.timestampMs));
@@ -170,6 +187,7 @@ export class KafkaSource {
     offset: number,
     maxRecords: number,
   ): Promise<SourceBatch<KafkaSourceRecord>> {
+    await this.discoverPartitions();
     const buffered = this.fetched.get(partition);
     this.fetched.delete(partition);
     // Valid only where the previous read left off; a restore or a reset asks elsewhere.
@@ -182,6 +200,20 @@ export class KafkaSource {
       nextOffset: batch.nextOffset,
     });
     return { records };
+  }
+
+  /** Every partitionDiscoveryMs, fails the read when the topic has gained partitions. */
+  private async discoverPartitions(): Promise<void> {
+    const now = Date.now();
+    if (now < this.nextDiscoveryAt) return;
+    this.nextDiscoveryAt = now + this.options.partitionDiscoveryMs;
+    const { topic } = this.options;
+    const count = (await topicMetadataOf(this.consumer, topic, true)).partitionsCount;
+    if (count > this.partitionCount) {
+      throw new KafkaPartitionsAddedError(
+        `Kafka topic ${topic} now has ${count} partitions, the job reads ${this.partitionCount}: restarting from the latest checkpoint to read the new ones from their beginning`,
+      );
+    }
   }
 
   private async fetch(partition: number, offset: number): Promise<FetchedRecords> {

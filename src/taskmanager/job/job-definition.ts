@@ -59,8 +59,10 @@ export interface SourcePartition<TRecord> {
   /**
    * Where reading starts when the restored checkpoint has no offset for this partition (a new job,
    * a new partition). Default: 0. Asked once, when the task opens, so a checkpoint records it.
+   * `restored` says the task restored a checkpoint, so the partition was added since: a source
+   * should then start at its beginning, not at a new job's starting position.
    */
-  startOffset?(): Promise<number>;
+  startOffset?(restored?: boolean): Promise<number>;
   /**
    * The key group whose owner reads this partition, when the partition knows better than a hash of
    * its id (Kafka spreads a topic's partitions evenly; see src/connectors/kafka/source.ts). The

@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { rangesOverlap, type KeyGroupRange } from "../../api/key-groups.js";
 import {
   DEFAULT_STAGE_ID,
+  PARTITION_STATE_STAGE_ID,
   formatZodError,
   stageOfPart,
   StoredCheckpointManifest,
@@ -80,8 +81,13 @@ export async function restoreCheckpoint(
       try {
         state.restoreEntry(entry.keyGroup, entry.key, entry.value);
       } catch (err) {
+        // Partition-scoped state follows its partition's key group, which the partition count decides.
+        const hint =
+          stageOfPart(part) === PARTITION_STATE_STAGE_ID
+            ? " (partition-scoped state cannot be restored after the source's partition count changed)"
+            : "";
         throw new RestoreError(
-          `part ${location(store, part.key)}, stage ${stageOfPart(part)}: ${(err as Error).message}`,
+          `part ${location(store, part.key)}, stage ${stageOfPart(part)}: ${(err as Error).message}${hint}`,
         );
       }
       keysRestored++;

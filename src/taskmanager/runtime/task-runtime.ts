@@ -108,13 +108,14 @@ export class TaskRuntime {
   async open(restoredOffsets: Readonly<Record<string, number>>): Promise<void> {
     const { job, context, partitionState } = this.options;
     if (this.partitions === undefined) await this.discover();
+    const restored = Object.keys(restoredOffsets).length > 0;
     const owned = this.partitions!.filter((partition) =>
       owns(context.keyGroupRange, keyGroupOfPartition(job, partition, context.maxParallelism)),
     );
     this.assigned = await Promise.all(
       owned.map(async (source) => ({
         source,
-        offset: restoredOffsets[source.id] ?? (await source.startOffset?.()) ?? 0,
+        offset: restoredOffsets[source.id] ?? (await source.startOffset?.(restored)) ?? 0,
         state: partitionState.view(source.id),
       })),
     );

@@ -166,3 +166,20 @@ test("a source that knows its end gives the cut its lag: end minus the next offs
   await unknown.open({});
   expect(unknown.cut(1).sourceLag).toEqual({});
 });
+
+test("a partition the restored checkpoint does not list is told the task restored: it was added since", async () => {
+  const asked: (boolean | undefined)[] = [];
+  const partition = Object.assign(new GappedPartition(), {
+    startOffset: (restored?: boolean) => {
+      asked.push(restored);
+      return Promise.resolve(restored ? 0 : 12);
+    },
+  });
+  const fresh = runtimeFor(partition, []);
+  await fresh.open({});
+  expect(fresh.sourceOffsets).toEqual({ gapped: 12 });
+  const restored = runtimeFor(partition, []);
+  await restored.open({ "another-partition": 7 });
+  expect(restored.sourceOffsets).toEqual({ gapped: 0 });
+  expect(asked).toEqual([false, true]);
+});
