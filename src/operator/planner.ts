@@ -351,11 +351,16 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
   if (!running) {
     const unready = current.filter((pod) => !pod.ready);
     const deadline = Math.min(...unready.map((pod) => pod.readySince + options.unreadyTimeoutMs));
+    const waiting = `waiting for ${unready.length} of ${base.parallelism} TaskManagers to become ready`;
+    // After a failure, keep saying which one until the job runs again: the Ready condition is
+    // where `kubectl describe` and `kubectl wait` readers look, and the events scroll away.
+    const failure = status.conditions?.find((c) => c.type === "Ready" && c.reason === "Restarting");
+    const failed = base.phase === "Restarting" && failure !== undefined;
+    const why = failed
+      ? failure.message.replace(/; waiting for \d+ of \d+ TaskManagers to become ready$/, "")
+      : "";
     return {
-      ...waitFor(
-        "Starting",
-        `waiting for ${unready.length} of ${base.parallelism} TaskManagers to become ready`,
-      ),
+      ...(failed ? waitFor("Restarting", `${why}; ${waiting}`) : waitFor("Starting", waiting)),
       // A pod that stays unready sends no event: look again when it would count as failed.
       ...(Number.isFinite(deadline) && { requeueAfterMs: Math.max(deadline - now, 0) }),
     };

@@ -199,6 +199,30 @@ describe("plan", () => {
     expect(atDeadline.message).toMatch(/orders-tm-1-1 not ready for 60s/);
   });
 
+  it("after a failure, Ready keeps naming it while the new TaskManagers start", () => {
+    const failure =
+      "TaskManager orders-tm-1-0 failed (exit code 1, Error): Kafka topic x: cannot read its partitions; restarting from checkpoint 7";
+    const pods = [pod(2, 0, { ready: false, readySince: NOW }), pod(2, 1), pod(2, 2)];
+    const conditions = [
+      {
+        type: "Ready",
+        status: "False" as const,
+        reason: "Restarting",
+        message: failure,
+        lastTransitionTime: "2026-12-01T00:00:00Z",
+      },
+    ];
+    const status = { parallelism: 3, epoch: 2, phase: "Restarting" as const, restarts: 1, conditions };
+    const result = plan(observed({ pods, status }));
+    expect(result).toMatchObject({ phase: "Restarting", reason: "Restarting" });
+    expect(result.message).toBe(`${failure}; waiting for 1 of 3 TaskManagers to become ready`);
+    // The next pass does not stack the waiting part.
+    const again = plan(
+      observed({ pods, status: { ...status, conditions: [{ ...conditions[0]!, message: result.message }] } }),
+    );
+    expect(again.message).toBe(result.message);
+  });
+
   it("asks for a requeue only at a deadline: never to poll for pods or snapshots", () => {
     const noRequeue: Array<[string, Plan]> = [
       ["running", plan(observed())],
