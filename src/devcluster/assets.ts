@@ -359,7 +359,11 @@ export async function ensureKafka(log: (line: string) => void = console.log): Pr
     );
     log(`${label}: formatting the storage template`);
     // Ports and paths of this configuration are not recorded in the formatted folder.
-    const files = writeKafkaConfig(path.join(stagingDir, "format"), { broker: 9092, controller: 9093 });
+    const files = writeKafkaConfig(
+      path.join(stagingDir, "format"),
+      { broker: 9092, controller: 9093, sasl: 9094 },
+      { username: "format", password: "format" },
+    );
     await formatKafkaStorage(path.join(stagingDir, "libs"), files);
     renameSync(files.dataDir, path.join(stagingDir, "storage-template"));
     rmSync(path.join(stagingDir, "format"), { recursive: true });

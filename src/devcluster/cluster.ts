@@ -30,6 +30,9 @@ import { freePort, isAlive, startDetached, stopProcess, waitFor, type StartedPro
 
 export const nodeName = "devcluster-node";
 
+/** The local cluster's Secret for the Kafka broker's SASL/PLAIN listener, in namespace default. */
+export const KAFKA_SASL_SECRET_NAME = "streamjob-kafka-sasl";
+
 export interface ClusterState {
   apiserverUrl: string;
   etcdUrl: string;
@@ -193,7 +196,8 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
     kubeletPort,
     kafkaPort,
     kafkaControllerPort,
-  ] = await Promise.all(Array.from({ length: 8 }, () => freePort()));
+    kafkaSaslPort,
+  ] = await Promise.all(Array.from({ length: 9 }, () => freePort()));
   const etcdUrl = `http://127.0.0.1:${etcdPort}`;
   const apiserverUrl = `https://127.0.0.1:${apiserverPort}`;
   const minioEndpoint = `http://127.0.0.1:${minioPort}`;
@@ -256,7 +260,12 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
     );
 
     // The JVM is the slowest to start: it comes up while the control plane does.
-    const kafkaFiles = writeKafkaConfig(p.kafka, { broker: kafkaPort!, controller: kafkaControllerPort! });
+    const kafkaUser = { username: "streamjob", password: randomBytes(12).toString("hex") };
+    const kafkaFiles = writeKafkaConfig(
+      p.kafka,
+      { broker: kafkaPort!, controller: kafkaControllerPort!, sasl: kafkaSaslPort! },
+      kafkaUser,
+    );
     cpSync(kafkaStorageTemplateDir(), kafkaFiles.dataDir, { recursive: true });
     const kafka = record(
       startDetached(
@@ -404,6 +413,23 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
         },
         type: "Opaque",
         stringData: { bootstrapServers: kafkaBootstrapServers },
+      },
+    });
+    // The same broker behind SASL/PLAIN, for jobs that log in (and a wrong password to be refused).
+    await core.createNamespacedSecret({
+      namespace: "default",
+      body: {
+        metadata: {
+          name: KAFKA_SASL_SECRET_NAME,
+          labels: { "app.kubernetes.io/part-of": "streamjob-devcluster" },
+        },
+        type: "Opaque",
+        stringData: {
+          bootstrapServers: `127.0.0.1:${kafkaSaslPort}`,
+          username: kafkaUser.username,
+          password: kafkaUser.password,
+          saslMechanism: "PLAIN",
+        },
       },
     });
     const exited = processes.filter((proc) => !isAlive(proc.pid));

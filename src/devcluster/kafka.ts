@@ -8,6 +8,14 @@ import path from "node:path";
 export interface KafkaPorts {
   broker: number;
   controller: number;
+  /** A second client listener that wants SASL/PLAIN: jobs with credentials, refused ones too. */
+  sasl: number;
+}
+
+/** The one user of the SASL listener. */
+export interface KafkaSaslUser {
+  username: string;
+  password: string;
 }
 
 export interface KafkaFiles {
@@ -30,7 +38,7 @@ const jvmOptions = [
 ];
 
 /** Writes the broker's configuration under `dir`; its data goes to `dir/data`. */
-export function writeKafkaConfig(dir: string, ports: KafkaPorts): KafkaFiles {
+export function writeKafkaConfig(dir: string, ports: KafkaPorts, user: KafkaSaslUser): KafkaFiles {
   mkdirSync(dir, { recursive: true });
   const dataDir = path.join(dir, "data");
   const settings: Record<string, string | number | boolean> = {
@@ -38,9 +46,14 @@ export function writeKafkaConfig(dir: string, ports: KafkaPorts): KafkaFiles {
     "node.id": 1,
     "controller.quorum.voters": `1@127.0.0.1:${ports.controller}`,
     "controller.listener.names": "CONTROLLER",
-    listeners: `PLAINTEXT://127.0.0.1:${ports.broker},CONTROLLER://127.0.0.1:${ports.controller}`,
-    "advertised.listeners": `PLAINTEXT://127.0.0.1:${ports.broker}`,
-    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    listeners: `PLAINTEXT://127.0.0.1:${ports.broker},SASL_PLAINTEXT://127.0.0.1:${ports.sasl},CONTROLLER://127.0.0.1:${ports.controller}`,
+    "advertised.listeners": `PLAINTEXT://127.0.0.1:${ports.broker},SASL_PLAINTEXT://127.0.0.1:${ports.sasl}`,
+    "listener.security.protocol.map":
+      "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "inter.broker.listener.name": "PLAINTEXT",
+    "sasl.enabled.mechanisms": "PLAIN",
+    // The broker's side of PLAIN: the users it accepts, `user_<name>="<password>"`.
+    "listener.name.sasl_plaintext.plain.sasl.jaas.config": `org.apache.kafka.common.security.plain.PlainLoginModule required user_${user.username}="${user.password}";`,
     "log.dirs": dataDir,
     // One node: every internal topic has one replica. One partition each, so the first group or
     // transaction does not wait for 50 partitions to be created.

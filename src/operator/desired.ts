@@ -189,6 +189,18 @@ function operatorEnv(input: DesiredInput, taskIndex: number, tokenSecret: string
             name: ENV.kafkaBootstrapServers,
             valueFrom: { secretKeyRef: { name: kafka.secretName, key: KAFKA_BOOTSTRAP_SERVERS_KEY } },
           },
+          // Credentials stay in the Secret: the pod spec names keys, which may be absent.
+          ...(
+            [
+              [ENV.kafkaUsername, "username"],
+              [ENV.kafkaPassword, "password"],
+              [ENV.kafkaSaslMechanism, "saslMechanism"],
+              [ENV.kafkaTls, "tls"],
+            ] as const
+          ).map(([name, key]) => ({
+            name,
+            valueFrom: { secretKeyRef: { name: kafka.secretName, key, optional: true } },
+          })),
         ]
       : []),
   ];

@@ -5,6 +5,8 @@
 import { randomBytes } from "node:crypto";
 import { jobDirectory } from "../../src/api/object-layout.js";
 import { KAFKA_SECRET_NAME } from "../../src/connectors/kafka/connection.js";
+import { KAFKA_SASL_SECRET_NAME } from "../../src/devcluster/cluster.js";
+import { decodedSecretData } from "../support/storage.js";
 import { MinioObjectStore } from "../../src/storage/minio-object-store.js";
 import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
 import {
@@ -183,3 +185,79 @@ test("into a Kafka topic exactly once while TaskManager pods are SIGKILLed at ra
   // Each kill cost a restore from the latest checkpoint.
   expect((await getStreamJob(ns, name)).status?.restarts ?? 0).toBeGreaterThan(0);
 }, 420_000);
+
+test("a Kafka Secret with credentials logs the TaskManagers in by SASL; a wrong password is refused, saying so in the status", async () => {
+  const sasl = decodedSecretData(
+    await core.readNamespacedSecret({ name: KAFKA_SASL_SECRET_NAME, namespace: "default" }),
+  );
+  const input = `sasl-in-${randomBytes(4).toString("hex")}`;
+  await ensureTopic(bootstrapServers, input, 1);
+  await produceNumbers({
+    bootstrapServers,
+    topic: input,
+    keys: ["s"],
+    from: 1,
+    to: 10,
+    partitionOf: () => 0,
+  });
+  const job = (name: string, secretName: string, output?: string) =>
+    createStreamJob(ns, {
+      apiVersion: "streamjob.dev/v1alpha1",
+      kind: "StreamJob",
+      metadata: { name },
+      spec: {
+        image: "ghcr.io/streamjob/streamjob-taskmanager:0.1.0",
+        parallelism: 1,
+        job: {
+          name: "kafka-sequence",
+          args: ["--topic", input, ...(output ? ["--output-topic", output] : [])],
+        },
+        kafka: { secretName },
+        checkpoint: { interval: "1s", storage: { bucket: "streamjob" } },
+      },
+    });
+  const secret = (name: string, data: Record<string, string>) =>
+    core.createNamespacedSecret({ namespace: ns, body: { metadata: { name }, stringData: data } });
+  await secret("kafka-sasl", sasl);
+  await secret("kafka-wrong-password", { ...sasl, password: "not-the-password" });
+
+  const output = `sasl-out-${randomBytes(4).toString("hex")}`;
+  await ensureTopic(bootstrapServers, output, 1);
+  await job("sasl-ok", "kafka-sasl", output);
+  await job("sasl-refused", "kafka-wrong-password");
+
+  const [pod] = await waitFor("the TaskManager pod", async () => {
+    const pods = await taskManagerPods(ns, "sasl-ok");
+    return pods.length === 1 ? pods : undefined;
+  });
+  const password = pod!.spec!.containers[0]!.env!.find((env) => env.name === "STREAMJOB_KAFKA_PASSWORD");
+  expect(password?.valueFrom).toEqual({
+    secretKeyRef: { name: "kafka-sasl", key: "password", optional: true },
+  });
+  const report = await waitFor(
+    "10 records in the output, written through the SASL listener",
+    async () => {
+      const found = await verifyKafkaSequenceOutput(bootstrapServers, output);
+      return found.records >= 10 ? found : undefined;
+    },
+    90_000,
+    500,
+  );
+  expect(report.problems).toEqual([]);
+
+  const ready = await waitFor(
+    "the refused job's Ready condition naming the failure",
+    async () => {
+      const condition = (await getStreamJob(ns, "sasl-refused")).status?.conditions?.find(
+        (c) => c.type === "Ready",
+      );
+      return condition?.reason === "Restarting" || condition?.reason === "RestartBackoff"
+        ? condition
+        : undefined;
+    },
+    90_000,
+    500,
+  );
+  expect(ready.message).toMatch(/SASL|[Aa]uthenticat/);
+  expect(ready.message).not.toContain("not-the-password");
+}, 240_000);

@@ -19,7 +19,7 @@ import {
 const { core } = clients();
 const JOB = "misnamed";
 const WHY =
-  'job.name "nope": not a built-in job (sequence, wordcount, kafka-sequence) nor an absolute module path';
+  'job.name "nope": not a built-in job (sequence, wordcount, kafka-sequence, orders-by-customer, customer-totals) nor an absolute module path';
 
 let ns: string;
 let operator: InstalledOperator;

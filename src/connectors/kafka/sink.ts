@@ -24,6 +24,7 @@ import {
   type MessageToProduce,
 } from "@platformatic/kafka";
 import type { JobRef } from "../../api/protocol.js";
+import { describeKafkaError, kafkaClientOptions, type KafkaClientConnection } from "./connection.js";
 import type {
   OutputTarget,
   RecoveredOutput,
@@ -35,8 +36,7 @@ import { TwoPhaseCommitSink } from "../../taskmanager/sink/two-phase-commit-sink
 
 export type KafkaDelivery = "exactly-once" | "at-least-once";
 
-export interface KafkaSinkOptions {
-  bootstrapServers: readonly string[];
+export interface KafkaSinkOptions extends KafkaClientConnection {
   topic: string;
   delivery: KafkaDelivery;
   job: JobRef;
@@ -77,7 +77,7 @@ function newProducer(options: KafkaSinkOptions, transactionalId?: string) {
   return new Producer<string, string, string, string>({
     clientId:
       transactionalId ?? `streamjob-sink.${options.job.namespace}.${options.job.name}.${options.taskIndex}`,
-    bootstrapBrokers: [...options.bootstrapServers],
+    ...kafkaClientOptions(options),
     idempotent: true,
     serializers: stringSerializers,
     partitioner: compatibilityPartitioner,
@@ -206,7 +206,7 @@ export class KafkaTransactionalOutput implements OutputTarget {
   private adminClient(): Admin {
     this.admin ??= new Admin({
       clientId: kafkaSinkWriterId(this.options.job, this.options.taskIndex),
-      bootstrapBrokers: [...this.options.bootstrapServers],
+      ...kafkaClientOptions(this.options),
     });
     return this.admin;
   }
@@ -234,24 +234,6 @@ export function decodeSegment(data: Buffer): [string | null, string][] {
     records.push(record as [string | null, string]);
   }
   return records;
-}
-
-/** The broker's words for a failed request, which the client nests in `errors` and `cause`. */
-export function describeKafkaError(err: unknown): string {
-  const leaves = new Set<string>();
-  const visit = (error: unknown, depth: number) => {
-    const { errors, cause, message } = error as Error & { errors?: unknown[] };
-    const inner = [...(errors ?? []), ...(cause === undefined ? [] : [cause])];
-    if (inner.length === 0 || depth > 5) {
-      if (message) leaves.add(message);
-    } else {
-      for (const next of inner) visit(next, depth + 1);
-    }
-  };
-  visit(err, 0);
-  const message = (err as Error).message;
-  const causes = [...leaves].filter((leaf) => leaf !== message);
-  return causes.length === 0 ? message : `${message}: ${causes.join("; ")}`;
 }
 
 /** Produces on emit; a checkpoint's ack waits until Kafka has acknowledged everything before its cut. */

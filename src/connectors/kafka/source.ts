@@ -15,6 +15,7 @@ import {
   type fetchV17,
 } from "@platformatic/kafka";
 import type { SourceBatch, SourcePartition, SourceRecord } from "../../taskmanager/job/job-definition.js";
+import { describeKafkaError, kafkaClientOptions, type KafkaClientConnection } from "./connection.js";
 
 /** Where a partition without a checkpointed offset starts (a new job, a new partition). */
 export type KafkaStartingPosition =
@@ -29,8 +30,7 @@ export type KafkaStartingPosition =
  */
 export type KafkaOffsetReset = "fail" | "earliest" | "latest";
 
-export interface KafkaSourceOptions {
-  bootstrapServers: readonly string[];
+export interface KafkaSourceOptions extends KafkaClientConnection {
   topic: string;
   /** Default: earliest. */
   startingPosition?: KafkaStartingPosition;
@@ -108,7 +108,7 @@ export class KafkaSource {
   private nextDiscoveryAt: number;
 
   private constructor(
-    private readonly options: Required<Omit<KafkaSourceOptions, "clientId" | "bootstrapServers">>,
+    private readonly options: Required<Omit<KafkaSourceOptions, keyof KafkaClientConnection | "clientId">>,
     private readonly consumer: Consumer,
     private readonly partitionCount: number,
   ) {
@@ -121,7 +121,7 @@ export class KafkaSource {
       clientId: options.clientId ?? "streamjob-kafka-source",
       // Required by the client; never joined and never committed to.
       groupId: "streamjob-kafka-source-unused",
-      bootstrapBrokers: [...options.bootstrapServers],
+      ...kafkaClientOptions(options),
       isolationLevel: FetchIsolationLevels.READ_COMMITTED,
     });
     try {
@@ -340,8 +340,12 @@ async function topicMetadataOf(consumer: Consumer, topic: string, forceUpdate = 
     if (found === undefined || found.partitionsCount === 0) throw new Error("no partitions");
     return found;
   } catch (error) {
+    // The client reports "metadata failed 4 times"; the broker's reason (an unknown topic, refused
+    // credentials) is nested inside.
+    const why = describeKafkaError(error);
+    const missing = /unknown topic|no partitions/i.test(why);
     throw new Error(
-      `Kafka topic ${topic}: cannot read its partitions (${errorText(error)}); does it exist?`,
+      `Kafka topic ${topic}: cannot read its partitions (${why})${missing ? "; does it exist?" : ""}`,
       {
         cause: error,
       },
@@ -355,8 +359,4 @@ function isOffsetOutOfRange(error: unknown): boolean {
     "OFFSET_OUT_OF_RANGE",
   );
   return found !== undefined && found !== null;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

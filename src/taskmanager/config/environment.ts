@@ -15,6 +15,11 @@ export const ENV = {
   podIp: "POD_IP",
   /** The brokers of the StreamJob's `kafka` Secret (`bootstrapServers`); set only when it names one. */
   kafkaBootstrapServers: "STREAMJOB_KAFKA_BOOTSTRAP_SERVERS",
+  /** The same Secret's optional `username`, `password`, `saslMechanism` and `tls`. */
+  kafkaUsername: "STREAMJOB_KAFKA_USERNAME",
+  kafkaPassword: "STREAMJOB_KAFKA_PASSWORD",
+  kafkaSaslMechanism: "STREAMJOB_KAFKA_SASL_MECHANISM",
+  kafkaTls: "STREAMJOB_KAFKA_TLS",
 } as const;
 
 /**

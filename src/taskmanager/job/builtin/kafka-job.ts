@@ -2,7 +2,7 @@
 // environment the operator fills from the StreamJob's Kafka Secret), the topic as source
 // partitions, and the output (a topic, or the bucket's files).
 import { z } from "zod";
-import { kafkaConnectionFromSecret } from "../../../connectors/kafka/connection.js";
+import { kafkaConnectionFromSecret, type KafkaConnection } from "../../../connectors/kafka/connection.js";
 import { kafkaSink, type KafkaDelivery } from "../../../connectors/kafka/sink.js";
 import { KafkaSource, type KafkaSourceRecord } from "../../../connectors/kafka/source.js";
 import { ConfigurationError, ENV } from "../../config/environment.js";
@@ -30,7 +30,8 @@ export interface KafkaJobOptions {
   delivery: KafkaDelivery;
 }
 
-function bootstrapServersOf(job: string, args: KafkaJobOptions): string[] {
+/** The brokers and credentials: `--bootstrap-servers`, or the Kafka Secret through the environment. */
+function connectionOf(job: string, args: KafkaJobOptions): KafkaConnection {
   const servers = args["bootstrap-servers"] ?? process.env[ENV.kafkaBootstrapServers];
   if (servers === undefined) {
     throw new ConfigurationError(
@@ -38,7 +39,16 @@ function bootstrapServersOf(job: string, args: KafkaJobOptions): string[] {
     );
   }
   try {
-    return kafkaConnectionFromSecret({ bootstrapServers: servers }).bootstrapServers;
+    return kafkaConnectionFromSecret(
+      {
+        bootstrapServers: servers,
+        username: process.env[ENV.kafkaUsername],
+        password: process.env[ENV.kafkaPassword],
+        saslMechanism: process.env[ENV.kafkaSaslMechanism],
+        tls: process.env[ENV.kafkaTls],
+      },
+      "of the StreamJob's kafka.secretName",
+    );
   } catch (error) {
     throw new ConfigurationError(`${job}: ${(error as Error).message}`);
   }
@@ -47,7 +57,7 @@ function bootstrapServersOf(job: string, args: KafkaJobOptions): string[] {
 /** The input topic's partitions, read from `--start` where a checkpoint has no offset. */
 async function kafkaInput(job: string, context: JobContext, args: KafkaJobOptions) {
   const source = await KafkaSource.open({
-    bootstrapServers: bootstrapServersOf(job, args),
+    ...connectionOf(job, args),
     topic: args.topic,
     startingPosition: { kind: args.start },
     clientId: `${job}-${context.job.namespace}-${context.job.name}-${context.taskIndex}`,
@@ -60,7 +70,7 @@ function kafkaOutput(job: string, context: JobContext, args: KafkaJobOptions): S
   const topic = args["output-topic"];
   if (topic === undefined) return new TwoPhaseCommitSink(context.taskIndex);
   return kafkaSink({
-    bootstrapServers: bootstrapServersOf(job, args),
+    ...connectionOf(job, args),
     topic,
     delivery: args.delivery,
     job: context.job,
