@@ -3,6 +3,7 @@
 // output holds every produced number of every key exactly once; so does its output topic when
 // TaskManager pods are SIGKILLed at random points.
 import { randomBytes } from "node:crypto";
+import path from "node:path";
 import { jobDirectory } from "../../src/api/object-layout.js";
 import { KAFKA_SECRET_NAME } from "../../src/connectors/kafka/connection.js";
 import { KAFKA_SASL_SECRET_NAME } from "../../src/devcluster/cluster.js";
@@ -14,11 +15,14 @@ import {
   kafkaBootstrapServers,
   partitionReadByKeyOwner,
   produceNumbers,
+  produceOrders,
+  readCommittedTopic,
   verifyKafkaSequenceOutput,
+  verifyOrdersPipeline,
 } from "../support/kafka.js";
 import { seededRandom } from "../support/random.js";
 import { sleep, waitFor } from "../support/wait.js";
-import { clients, containerPid } from "./support/cluster.js";
+import { clients, containerPid, kubectl, repoRoot } from "./support/cluster.js";
 import { storageConfig } from "./support/minio.js";
 import { installOperator, type InstalledOperator } from "./support/operator.js";
 import {
@@ -261,3 +265,45 @@ test("a Kafka Secret with credentials logs the TaskManagers in by SASL; a wrong 
   expect(ready.message).toMatch(/SASL|[Aa]uthenticat/);
   expect(ready.message).not.toContain("not-the-password");
 }, 240_000);
+
+test("manifests/examples/kafka-orders.yaml, applied unmodified: every order counted once and every total right after a SIGKILL", async () => {
+  const topics = ["orders", "orders-by-customer", "customer-totals"];
+  for (const topic of topics) await ensureTopic(bootstrapServers, topic, 4);
+  const rounds = 40;
+  const perRound = 20;
+  const producing = produceOrders({
+    bootstrapServers,
+    topic: "orders",
+    regions: 4,
+    customers: 10,
+    perRound,
+    rounds,
+    pauseMs: 150,
+    seed: 11,
+  });
+  await kubectl("apply", "-n", ns, "-f", path.join(repoRoot, "manifests/examples/kafka-orders.yaml"));
+
+  // A customer-totals TaskManager killed once totals flow: its partitions' state comes back.
+  await waitFor(
+    "totals in customer-totals",
+    async () => (await readCommittedTopic(bootstrapServers, "customer-totals")).length > 0,
+    120_000,
+    500,
+  );
+  const [victim] = (await taskManagerPods(ns, "customer-totals")).filter(
+    (pod) => pod.status?.phase === "Running",
+  );
+  process.kill(containerPid(victim!), "SIGKILL");
+  expect(await producing).toBe(rounds * perRound);
+
+  await waitFor(
+    `${rounds * perRound} totals`,
+    async () => (await readCommittedTopic(bootstrapServers, "customer-totals")).length >= rounds * perRound,
+    180_000,
+    1_000,
+  );
+  const report = await verifyOrdersPipeline(bootstrapServers, "orders", "customer-totals");
+  expect(report.problems).toEqual([]);
+  expect(report.orders).toBe(rounds * perRound);
+  expect((await getStreamJob(ns, "customer-totals")).status?.restarts).toBeGreaterThan(0);
+}, 300_000);
