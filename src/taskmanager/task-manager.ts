@@ -81,6 +81,7 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
     epoch: config.epoch,
     taskIndex: config.taskIndex,
     cut: (checkpointId) => runtime.cut(checkpointId),
+    onCompleted: (sourceOffsets) => runtime.checkpointed(sourceOffsets),
     sink,
     ...(configuredOutput && { sinkLocation: configuredOutput }),
     storage: options.storage,

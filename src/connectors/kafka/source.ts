@@ -7,6 +7,7 @@
 // ends before the transaction's abort marker. Offsets skip the markers and the aborted records, so
 // reads return records with their offsets (SourceBatch).
 import {
+  Admin,
   Consumer,
   FetchIsolationLevels,
   IS_CONTROL,
@@ -43,6 +44,11 @@ export interface KafkaSourceOptions extends KafkaClientConnection {
   partitionMaxBytes?: number;
   /** How often reads look for partitions added to the topic. Default: 30 s. */
   partitionDiscoveryMs?: number;
+  /**
+   * A consumer group whose offsets follow completed checkpoints, for lag tools
+   * (`kafka-consumer-groups.sh --describe`). Nothing reads them back. Default: none.
+   */
+  reportToGroup?: string;
 }
 
 export interface KafkaSourceRecord {
@@ -106,11 +112,15 @@ export class KafkaSource {
   private readonly fetched = new Map<number, FetchedRecords>();
   /** When reads next ask for the partition count (read when the source opened). */
   private nextDiscoveryAt: number;
+  private admin: Admin | undefined;
+  private readonly unreported = new Map<number, number>();
+  private reporting = false;
 
   private constructor(
     private readonly options: Required<Omit<KafkaSourceOptions, keyof KafkaClientConnection | "clientId">>,
     private readonly consumer: Consumer,
     private readonly partitionCount: number,
+    private readonly connection: KafkaClientConnection,
   ) {
     this.nextDiscoveryAt = Date.now() + options.partitionDiscoveryMs;
   }
@@ -134,9 +144,15 @@ export class KafkaSource {
           maxWaitMs: options.maxWaitMs ?? 100,
           partitionMaxBytes: options.partitionMaxBytes ?? 1024 * 1024,
           partitionDiscoveryMs: options.partitionDiscoveryMs ?? 30_000,
+          reportToGroup: options.reportToGroup ?? "",
         },
         consumer,
         partitionCount,
+        {
+          bootstrapServers: options.bootstrapServers,
+          ...(options.sasl && { sasl: options.sasl }),
+          ...(options.tls && { tls: options.tls }),
+        },
       );
     } catch (error) {
       await consumer.close();
@@ -151,11 +167,41 @@ export class KafkaSource {
       startOffset: (restored) => this.startOffset(partition, restored),
       keyGroup: (maxParallelism) => kafkaPartitionKeyGroup(partition, this.partitionCount, maxParallelism),
       endOffset: () => this.lastStableOffsets.get(partition),
+      checkpointed: (offset) => this.reportOffset(partition, offset),
     }));
   }
 
   async close(): Promise<void> {
-    await this.consumer.close();
+    await Promise.all([this.consumer.close(), this.admin?.close()]);
+  }
+
+  /** Commits the checkpointed offsets to `reportToGroup`, one request at a time, the latest winning. */
+  private reportOffset(partition: number, offset: number): void {
+    const group = this.options.reportToGroup;
+    if (group === "") return;
+    this.unreported.set(partition, offset);
+    if (this.reporting) return;
+    this.reporting = true;
+    void (async () => {
+      while (this.unreported.size > 0) {
+        const offsets = [...this.unreported];
+        this.unreported.clear();
+        this.admin ??= new Admin({ clientId: `${group}-offsets`, ...kafkaClientOptions(this.connection) });
+        // Best effort: a lag tool sees the next checkpoint's offsets if this one fails.
+        await this.admin
+          .alterConsumerGroupOffsets({
+            groupId: group,
+            topics: [
+              {
+                name: this.options.topic,
+                partitionOffsets: offsets.map(([p, o]) => ({ partition: p, offset: BigInt(o) })),
+              },
+            ],
+          })
+          .catch(() => undefined);
+      }
+      this.reporting = false;
+    })();
   }
 
   private async startOffset(partition: number, restored = false): Promise<number> {

@@ -25,6 +25,8 @@ export interface CheckpointExecutorOptions {
   taskIndex: number;
   /** Takes the synchronous cut (TaskRuntime.cut). */
   cut(checkpointId: number): CheckpointCut;
+  /** After notify-complete of a checkpoint this task acked: the offsets it holds (TaskRuntime.checkpointed). */
+  onCompleted?(sourceOffsets: Readonly<Record<string, number>>): void;
   sink: Sink;
   /**
    * Where the sink keeps its output (the start-up configuration's `output`); when absent, the bucket
@@ -160,6 +162,8 @@ export class CheckpointExecutor {
     const { checkpointId } = request;
     if (this.sinkLocation !== undefined)
       await this.options.sink.commitThrough(checkpointId, this.sinkLocation);
+    const acked = this.attempts.get(checkpointId)?.result;
+    if (acked?.state === "acknowledged") this.options.onCompleted?.(acked.ack.sourceOffsets);
     for (const [id, attempt] of this.attempts) {
       if (id > checkpointId) continue;
       attempt.abort.abort(new Error(`checkpoint ${checkpointId} completed`));

@@ -75,6 +75,11 @@ export interface SourcePartition<TRecord> {
    * offset), if it knows one: the partition's lag is this minus the next offset to read.
    */
   endOffset?(): number | undefined;
+  /**
+   * Told, after a checkpoint completed, the offset it holds for this partition: a source may
+   * report it elsewhere (Kafka: a consumer group's offsets, for lag tools). Never decides a restore.
+   */
+  checkpointed?(offset: number): void;
 }
 
 /** What `process` gets with every record. */

@@ -134,6 +134,14 @@ export class TaskRuntime {
     await this.loop?.catch(() => undefined);
   }
 
+  /** After a checkpoint completed: each partition's source learns the offset it holds. */
+  checkpointed(sourceOffsets: Readonly<Record<string, number>>): void {
+    for (const partition of this.assigned) {
+      const offset = sourceOffsets[partition.source.id];
+      if (offset !== undefined) partition.source.checkpointed?.(offset);
+    }
+  }
+
   /** Takes the consistent cut for `checkpointId`; synchronous, so no record is processed meanwhile. */
   cut(checkpointId: number): CheckpointCut {
     const started = performance.now();

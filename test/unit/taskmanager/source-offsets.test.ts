@@ -183,3 +183,14 @@ test("a partition the restored checkpoint does not list is told the task restore
   expect(restored.sourceOffsets).toEqual({ gapped: 0 });
   expect(asked).toEqual([false, true]);
 });
+
+test("after a checkpoint completed, each partition's source learns the offset it holds", async () => {
+  const told: number[] = [];
+  const partition = Object.assign(new GappedPartition(), {
+    checkpointed: (offset: number) => told.push(offset),
+  });
+  const runtime = runtimeFor(partition, []);
+  await runtime.open({ gapped: 5 });
+  runtime.checkpointed({ gapped: 11, "another-task's": 3 });
+  expect(told).toEqual([11]);
+});

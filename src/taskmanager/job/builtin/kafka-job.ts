@@ -60,6 +60,8 @@ async function kafkaInput(job: string, context: JobContext, args: KafkaJobOption
     ...connectionOf(job, args),
     topic: args.topic,
     startingPosition: { kind: args.start },
+    // For lag tools: `kafka-consumer-groups.sh --describe --group streamjob.<namespace>.<job>`.
+    reportToGroup: `streamjob.${context.job.namespace}.${context.job.name}`,
     clientId: `${job}-${context.job.namespace}-${context.job.name}-${context.taskIndex}`,
   });
   return source.partitions();
