@@ -1,6 +1,7 @@
 // A Kafka topic's partitions as source partitions of a job (SourcePartition): each reads from the
 // offset the runtime gives it, which is the checkpointed one after a restore. No consumer group
-// decides where a job resumes: partitions are fetched explicitly and nothing is committed to Kafka.
+// decides where a job resumes: partitions are fetched explicitly; completed checkpoints' offsets go
+// to a consumer group (reportToGroup) only for lag tools.
 //
 // Isolation is read_committed, and aborted transactions are filtered here, the way the Java client
 // does it (below): the client library's own filter keeps an aborted batch whenever a fetch response
