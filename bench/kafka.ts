@@ -23,6 +23,7 @@ import type { SourceBatch } from "../src/taskmanager/job/job-definition.js";
 import {
   ensureTopic,
   kafkaBootstrapServers,
+  partitionEnds,
   transactionalProducer,
   verifyKafkaSequenceOutput,
 } from "../test/support/kafka.js";
@@ -108,10 +109,8 @@ async function consumeRaw(
   bootstrapServers: string[],
   topic: string,
 ): Promise<{ ms: number; records: number }> {
-  const ends = await KafkaSource.open({ bootstrapServers, topic, startingPosition: { kind: "latest" } });
+  const endOffsets = Object.values(await partitionEnds(bootstrapServers, topic));
   const source = await KafkaSource.open({ bootstrapServers, topic, maxWaitMs: 10 });
-  const endOffsets = await Promise.all(ends.partitions().map((p) => p.startOffset!()));
-  await ends.close();
   const started = performance.now();
   let records = 0;
   const partitions = source.partitions();
@@ -155,15 +154,6 @@ function kafkaSequence(
   return { job, program };
 }
 
-async function endOffsets(bootstrapServers: string[], topic: string): Promise<Record<string, number>> {
-  const latest = await KafkaSource.open({ bootstrapServers, topic, startingPosition: { kind: "latest" } });
-  const ends = Object.fromEntries(
-    await Promise.all(latest.partitions().map(async (p) => [p.id, await p.startOffset!()] as const)),
-  );
-  await latest.close();
-  return ends;
-}
-
 async function pipeline(
   bootstrapServers: string[],
   storage: Awaited<ReturnType<typeof benchStorage>>,
@@ -171,7 +161,7 @@ async function pipeline(
 ) {
   const output = `bench-out-${run}`;
   await ensureTopic(bootstrapServers, output, PARTITIONS);
-  const ends = await endOffsets(bootstrapServers, input);
+  const ends = await partitionEnds(bootstrapServers, input);
   const { job, program } = kafkaSequence(bootstrapServers, storage, input, output, 1_000);
   const started = performance.now();
   await job.deploy({ epoch: 1, parallelism: 1, program });

@@ -98,18 +98,21 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
   let terminate: (termination: Termination) => void = () => undefined;
   const terminated = new Promise<Termination>((resolve) => (terminate = resolve));
 
-  const status = (): TaskManagerStatus => ({
-    protocolVersion: PROTOCOL_VERSION,
-    job: config.job,
-    epoch: config.epoch,
-    taskIndex: config.taskIndex,
-    ready: notReady === undefined,
-    lastCompletedCheckpointId: checkpoints.lastCompletedCheckpointId,
-    highestTriggeredCheckpointId: checkpoints.highestTriggeredCheckpointId,
-    restoredFromCheckpointId: restoredFrom,
-    recordsProcessed: runtime.recordsProcessed,
-    ...(Object.keys(runtime.sourceLag).length > 0 && { sourceLag: runtime.sourceLag }),
-  });
+  const status = (): TaskManagerStatus => {
+    const sourceLag = runtime.sourceLag;
+    return {
+      protocolVersion: PROTOCOL_VERSION,
+      job: config.job,
+      epoch: config.epoch,
+      taskIndex: config.taskIndex,
+      ready: notReady === undefined,
+      lastCompletedCheckpointId: checkpoints.lastCompletedCheckpointId,
+      highestTriggeredCheckpointId: checkpoints.highestTriggeredCheckpointId,
+      restoredFromCheckpointId: restoredFrom,
+      recordsProcessed: runtime.recordsProcessed,
+      ...(Object.keys(sourceLag).length > 0 && { sourceLag }),
+    };
+  };
 
   const app = createTaskManagerApp({
     token: options.token,

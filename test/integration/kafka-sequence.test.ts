@@ -6,14 +6,19 @@ import { Admin } from "@platformatic/kafka";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { kafkaPartitionId, KafkaSource } from "../../src/connectors/kafka/source.js";
+import { kafkaPartitionId } from "../../src/connectors/kafka/source.js";
 import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
 import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
 import { LocalJob } from "../support/local-job.js";
 import { removeBucket } from "../support/storage.js";
 import { waitFor } from "../support/wait.js";
 import { clients, testClusterDir } from "./support/cluster.js";
-import { kafkaBootstrapServers, partitionReadByKeyOwner, transactionalProducer } from "../support/kafka.js";
+import {
+  kafkaBootstrapServers,
+  partitionEnds,
+  partitionReadByKeyOwner,
+  transactionalProducer,
+} from "../support/kafka.js";
 import { storageConfig, storeOnFreshBucket } from "./support/minio.js";
 
 const PARTITIONS = 4;
@@ -114,11 +119,7 @@ test("a TaskManager SIGKILLed mid-run: after the restore every key's numbers are
   );
 
   // Done when a checkpoint has read every partition to its end (the offsets of its last marker + 1).
-  const latest = await KafkaSource.open({ bootstrapServers, topic, startingPosition: { kind: "latest" } });
-  const ends = Object.fromEntries(
-    await Promise.all(latest.partitions().map(async (p) => [p.id, await p.startOffset!()] as const)),
-  );
-  await latest.close();
+  const ends = await partitionEnds(bootstrapServers, topic);
   await waitFor(
     "a checkpoint at the end of every partition",
     async () => {

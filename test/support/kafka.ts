@@ -104,18 +104,32 @@ export interface TopicRecord {
   value: string;
 }
 
+/** Each partition's last stable offset now, by partition id (`<topic>-<p>`): where reading ends. */
+export async function partitionEnds(
+  bootstrapServers: string[],
+  topic: string,
+): Promise<Record<string, number>> {
+  const latest = await KafkaSource.open({ bootstrapServers, topic, startingPosition: { kind: "latest" } });
+  try {
+    return Object.fromEntries(
+      await Promise.all(latest.partitions().map(async (p) => [p.id, await p.startOffset!()] as const)),
+    );
+  } finally {
+    await latest.close();
+  }
+}
+
 /**
  * Every record of `topic` a `read_committed` consumer sees now, partition by partition in offset
  * order: read up to each partition's last stable offset, so open transactions stay unseen.
  */
 export async function readCommittedTopic(bootstrapServers: string[], topic: string): Promise<TopicRecord[]> {
-  const ends = await KafkaSource.open({ bootstrapServers, topic, startingPosition: { kind: "latest" } });
+  const ends = await partitionEnds(bootstrapServers, topic);
   const source = await KafkaSource.open({ bootstrapServers, topic, maxWaitMs: 10 });
   try {
     const records: TopicRecord[] = [];
-    const endPartitions = ends.partitions();
     for (const [partition, reader] of source.partitions().entries()) {
-      const end = await endPartitions[partition]!.startOffset!();
+      const end = ends[reader.id]!;
       let offset = await reader.startOffset!();
       while (offset < end) {
         const batch = (await reader.read(offset, 1000)) as SourceBatch<KafkaSourceRecord>;
@@ -133,7 +147,7 @@ export async function readCommittedTopic(bootstrapServers: string[], topic: stri
     }
     return records;
   } finally {
-    await Promise.all([ends.close(), source.close()]);
+    await source.close();
   }
 }
 
@@ -269,15 +283,7 @@ export async function checkpointThroughEnd(
   bootstrapServers: string[],
   input: string,
 ): Promise<void> {
-  const latest = await KafkaSource.open({
-    bootstrapServers,
-    topic: input,
-    startingPosition: { kind: "latest" },
-  });
-  const ends = Object.fromEntries(
-    await Promise.all(latest.partitions().map(async (p) => [p.id, await p.startOffset!()] as const)),
-  );
-  await latest.close();
+  const ends = await partitionEnds(bootstrapServers, input);
   await job.coordinator!.stop();
   await waitFor(
     "a checkpoint at the end of every input partition",
