@@ -1,8 +1,8 @@
-// A job run without Kubernetes: real TaskManager processes (dist/taskmanager/main.js), each on its
-// own loopback address, and the real checkpoint coordinator in this process, against the real
-// MinIO. Integration tests and benchmarks of the checkpointing core use it; the operator does
+// A job run without Kubernetes: real TaskManager processes (dist/taskmanager/main.js, or the
+// TaskManager image under podman), each on its own loopback address, and the real checkpoint
+// coordinator in this process, against the real MinIO. Integration tests and benchmarks of the checkpointing core use it; the operator does
 // the same thing through pods.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -23,6 +23,7 @@ import type { SchedulerPolicy } from "../../src/coordinator/scheduler.js";
 import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
 import { ObjectSnapshotStore } from "../../src/storage/snapshot-store.js";
 import { TASKMANAGER_PORT } from "../../src/operator/desired.js";
+import { containerEnv } from "../../src/images/podman.js";
 import { repoRoot } from "./local-cluster.js";
 
 const entryPoint = path.join(repoRoot, "dist", "taskmanager", "main.js");
@@ -45,6 +46,8 @@ export class TaskManagerProcess {
     readonly url: string,
     readonly process: ChildProcess,
     readonly log: string,
+    /** Set when the TaskManager runs as a container: signals go to it, not to the podman client. */
+    readonly container?: string,
   ) {
     this.exited = new Promise((resolve) =>
       process.once("exit", (code, signal) => resolve((this.exitCode = code ?? (signal ? 128 : 1)))),
@@ -56,7 +59,11 @@ export class TaskManagerProcess {
   }
 
   kill(signal: NodeJS.Signals = "SIGKILL"): Promise<number> {
-    if (this.running) this.process.kill(signal);
+    if (this.running) {
+      if (this.container)
+        spawnSync("podman", ["kill", `--signal=${signal}`, this.container], { env: containerEnv() });
+      else this.process.kill(signal);
+    }
     return this.exited;
   }
 
@@ -81,6 +88,11 @@ export interface LocalJobOptions {
   logDir: string;
   /** Node options for each TaskManager process (a bench's `--cpu-prof`). */
   execArgv?: string[];
+  /**
+   * Runs each TaskManager from this image (podman, host network) with the restricted pod's
+   * settings: uid 65532, read-only root, no capabilities, no privilege escalation, a tmpfs /tmp.
+   */
+  image?: string;
   /** Lets a test stand between the coordinator and a TaskManager. */
   wrapClient?: (client: TaskManagerClient, taskManager: TaskManagerProcess) => TaskManagerClient;
 }
@@ -227,19 +239,45 @@ export class LocalJob {
     mkdirSync(logDir, { recursive: true });
     const log = path.join(logDir, `${this.job.name}-e${deployment.epoch}-t${taskIndex}.log`);
     const fd = openSync(log, "w");
-    const child = spawn(process.execPath, [...(this.options.execArgv ?? []), entryPoint], {
-      env: {
-        PATH: process.env.PATH,
-        POD_IP: address,
-        STREAMJOB_TASKMANAGER_CONFIG: JSON.stringify(config),
-        STREAMJOB_TOKEN: this.token,
-        STREAMJOB_S3_ACCESS_KEY: this.options.storage.accessKey,
-        STREAMJOB_S3_SECRET_KEY: this.options.storage.secretKey,
-      },
-      stdio: ["ignore", fd, fd],
-    });
+    const env = {
+      POD_IP: address,
+      STREAMJOB_TASKMANAGER_CONFIG: JSON.stringify(config),
+      STREAMJOB_TOKEN: this.token,
+      STREAMJOB_S3_ACCESS_KEY: this.options.storage.accessKey,
+      STREAMJOB_S3_SECRET_KEY: this.options.storage.secretKey,
+    };
+    const container = this.options.image && `${this.job.name}-e${deployment.epoch}-t${taskIndex}`;
+    const child = container
+      ? spawn(
+          "podman",
+          [
+            "run",
+            "--rm",
+            `--name=${container}`,
+            "--network=host",
+            "--user=65532:65532",
+            "--read-only",
+            "--tmpfs=/tmp",
+            "--cap-drop=ALL",
+            "--security-opt=no-new-privileges",
+            // Names only: podman takes the values from its own environment, so none is in its arguments.
+            ...Object.keys(env).map((name) => `--env=${name}`),
+            this.options.image!,
+          ],
+          { env: { ...containerEnv(), ...env }, stdio: ["ignore", fd, fd] },
+        )
+      : spawn(process.execPath, [...(this.options.execArgv ?? []), entryPoint], {
+          env: { PATH: process.env.PATH, ...env },
+          stdio: ["ignore", fd, fd],
+        });
     closeSync(fd);
-    const tm = new TaskManagerProcess(taskIndex, `http://${address}:${TASKMANAGER_PORT}`, child, log);
+    const tm = new TaskManagerProcess(
+      taskIndex,
+      `http://${address}:${TASKMANAGER_PORT}`,
+      child,
+      log,
+      container || undefined,
+    );
     await waitUntilReady(
       tm,
       new HttpTaskManagerClient({ taskIndex, baseUrl: tm.url, token: this.token }),
