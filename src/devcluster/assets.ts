@@ -5,8 +5,9 @@
 //
 // Binaries land in a cache outside the repository so fresh clones and CI reuse them:
 //   $STREAMJOB_ASSETS_DIR or $XDG_CACHE_HOME/streamjob-operator/assets or ~/.cache/streamjob-operator/assets
-//     kube-v1.36.3/{kube-apiserver,kube-controller-manager,kubectl}
+//     kube-v1.36.3/{kube-apiserver,kube-controller-manager,kubectl,kubelet,kube-proxy}
 //     etcd-v3.6.16/etcd ...
+//     containerd-v2.4.2/{containerd,containerd-shim-runc-v2,ctr}, cni-v1.10.0/{bridge,host-local,...}
 //     kafka-4.1.1/libs/*.jar, kafka-4.1.1/storage-template/ (an empty, formatted data folder)
 // Like envtest, TEST_ASSET_<BINARY> and KUBEBUILDER_ASSETS point at binaries a user already has.
 import { spawn, spawnSync } from "node:child_process";
@@ -18,7 +19,36 @@ import { formatKafkaStorage, writeKafkaConfig } from "./kafka.js";
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-export type BinaryName = "etcd" | "kube-apiserver" | "kube-controller-manager" | "kubectl" | "minio" | "helm";
+/** What every local cluster runs: built by `npm run assets` and `cluster:up`. */
+export const coreBinaries = [
+  "etcd",
+  "kube-apiserver",
+  "kube-controller-manager",
+  "kubectl",
+  "minio",
+  "helm",
+] as const;
+
+/**
+ * A real node (src/devcluster/real-node): kubelet on containerd, pods on the CNI bridge. Built
+ * only when asked for (`ensureRealNodeAssets`): a cluster with the emulated node does not need them.
+ */
+export const realNodeBinaries = [
+  "kubelet",
+  "kube-proxy",
+  "containerd",
+  "containerd-shim-runc-v2",
+  "ctr",
+  "bridge",
+  "host-local",
+  "loopback",
+  "portmap",
+] as const;
+
+/** A core binary: what `ensureAssets` returns and a cluster links into its bin/ folder. */
+export type BinaryName = (typeof coreBinaries)[number];
+export type RealNodeBinaryName = (typeof realNodeBinaries)[number];
+export type AssetBinaryName = BinaryName | RealNodeBinaryName;
 
 interface Component {
   /** Folder under hack/assets holding the pinned go.mod/go.sum. */
@@ -26,8 +56,12 @@ interface Component {
   /** Module whose version names the cache folder. */
   module: string;
   /** Main packages built in one `go build`, and the binary each produces. */
-  packages: Record<string, BinaryName>;
+  packages: Record<string, AssetBinaryName>;
   ldflags?: (version: string) => string[];
+  /** Build tags (`go build -tags`). */
+  tags?: string[];
+  /** Environment for `go build`, e.g. CGO_ENABLED=0 for static binaries. */
+  env?: Record<string, string>;
 }
 
 // kube-apiserver reports its version through these variables; `hack/lib/version.sh` in
@@ -51,15 +85,48 @@ export const components: Component[] = [
       "k8s.io/kubernetes/cmd/kube-apiserver": "kube-apiserver",
       "k8s.io/kubernetes/cmd/kube-controller-manager": "kube-controller-manager",
       "k8s.io/kubernetes/cmd/kubectl": "kubectl",
+      "k8s.io/kubernetes/cmd/kubelet": "kubelet",
+      "k8s.io/kubernetes/cmd/kube-proxy": "kube-proxy",
     },
     ldflags: kubeVersionFlags,
   },
   { name: "etcd", module: "go.etcd.io/etcd/server/v3", packages: { "go.etcd.io/etcd/server/v3": "etcd" } },
   { name: "minio", module: "github.com/minio/minio", packages: { "github.com/minio/minio": "minio" } },
   { name: "helm", module: "helm.sh/helm/v3", packages: { "helm.sh/helm/v3/cmd/helm": "helm" } },
+  {
+    // Static binaries (no cgo): the snapshotters that need C libraries (btrfs) or extra kernel
+    // machinery (devmapper, zfs) are left out; overlayfs and native are what the real node uses.
+    name: "containerd",
+    module: "github.com/containerd/containerd/v2",
+    packages: {
+      "github.com/containerd/containerd/v2/cmd/containerd": "containerd",
+      "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2": "containerd-shim-runc-v2",
+      "github.com/containerd/containerd/v2/cmd/ctr": "ctr",
+    },
+    ldflags: (version) => [
+      `-X github.com/containerd/containerd/v2/version.Version=${version}`,
+      "-X github.com/containerd/containerd/v2/version.Revision=streamjob-operator",
+    ],
+    tags: ["no_btrfs", "no_devmapper", "no_zfs", "urfave_cli_no_docs"],
+    env: { CGO_ENABLED: "0" },
+  },
+  {
+    name: "cni",
+    module: "github.com/containernetworking/plugins",
+    packages: {
+      "github.com/containernetworking/plugins/plugins/main/bridge": "bridge",
+      "github.com/containernetworking/plugins/plugins/ipam/host-local": "host-local",
+      "github.com/containernetworking/plugins/plugins/main/loopback": "loopback",
+      "github.com/containernetworking/plugins/plugins/meta/portmap": "portmap",
+    },
+    ldflags: (version) => [
+      `-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=${version}`,
+    ],
+    env: { CGO_ENABLED: "0" },
+  },
 ];
 
-const envtestVariable: Partial<Record<BinaryName, string>> = {
+const envtestVariable: Partial<Record<AssetBinaryName, string>> = {
   etcd: "TEST_ASSET_ETCD",
   "kube-apiserver": "TEST_ASSET_KUBE_APISERVER",
   kubectl: "TEST_ASSET_KUBECTL",
@@ -100,7 +167,7 @@ function isExecutableFile(file: string): boolean {
 }
 
 /** Where a binary comes from: an explicit TEST_ASSET_* path, KUBEBUILDER_ASSETS, or the cache. */
-export function resolveBinary(binary: BinaryName, env: NodeJS.ProcessEnv = process.env): string {
+export function resolveBinary(binary: AssetBinaryName, env: NodeJS.ProcessEnv = process.env): string {
   const variable = envtestVariable[binary];
   const explicit = variable ? env[variable] : undefined;
   if (explicit) {
@@ -117,29 +184,34 @@ export function resolveBinary(binary: BinaryName, env: NodeJS.ProcessEnv = proce
 }
 
 export function resolveAllBinaries(env: NodeJS.ProcessEnv = process.env): Record<BinaryName, string> {
-  const names: BinaryName[] = [
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kubectl",
-    "minio",
-    "helm",
-  ];
-  const resolved = Object.fromEntries(names.map((n) => [n, resolveBinary(n, env)])) as Record<
-    BinaryName,
-    string
-  >;
+  return resolveBinaries(coreBinaries, env, "`npm run assets`");
+}
+
+function resolveBinaries<N extends AssetBinaryName>(
+  names: readonly N[],
+  env: NodeJS.ProcessEnv,
+  remedy: string,
+): Record<N, string> {
+  const resolved = Object.fromEntries(names.map((n) => [n, resolveBinary(n, env)])) as Record<N, string>;
   const missing = names.filter((n) => !isExecutableFile(resolved[n]));
   if (missing.length > 0) {
-    throw new Error(`missing test assets: ${missing.join(", ")}. Run \`npm run assets\` to build them.`);
+    throw new Error(`missing test assets: ${missing.join(", ")}. Run ${remedy} to build them.`);
   }
   return resolved;
 }
 
-/** Components with at least one binary not yet available from the environment or the cache. */
-export function componentsToBuild(env: NodeJS.ProcessEnv = process.env): Component[] {
+/**
+ * Components with at least one of `binaries` (by default the core ones) not yet available from
+ * the environment or the cache.
+ */
+export function componentsToBuild(
+  env: NodeJS.ProcessEnv = process.env,
+  binaries: readonly AssetBinaryName[] = coreBinaries,
+): Component[] {
   return components.filter((c) =>
-    Object.values(c.packages).some((binary) => !isExecutableFile(resolveBinary(binary, env))),
+    Object.values(c.packages).some(
+      (binary) => binaries.includes(binary) && !isExecutableFile(resolveBinary(binary, env)),
+    ),
   );
 }
 
@@ -166,16 +238,28 @@ function formatElapsed(ms: number): string {
   return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
 }
 
-function goEnv(): NodeJS.ProcessEnv {
+function goEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   // GOTOOLCHAIN=local: never download another toolchain. GOSUMDB=off with -mod=readonly: hashes
   // come from the committed go.sum; a module missing from it fails the build instead of asking
   // a checksum database that may be unreachable.
-  return { ...process.env, GOTOOLCHAIN: "local", GOSUMDB: "off", GOFLAGS: "-mod=readonly -buildvcs=false" };
+  return {
+    ...process.env,
+    GOTOOLCHAIN: "local",
+    GOSUMDB: "off",
+    GOFLAGS: "-mod=readonly -buildvcs=false",
+    ...extra,
+  };
 }
 
-function run(command: string, args: string[], cwd: string, onLine?: (line: string) => void): Promise<string> {
+function run(
+  command: string,
+  args: string[],
+  cwd: string,
+  onLine?: (line: string) => void,
+  extraEnv?: Record<string, string>,
+): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env: goEnv(), stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(command, args, { cwd, env: goEnv(extraEnv), stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderrTail = "";
     child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
@@ -207,8 +291,9 @@ async function buildComponent(component: Component, log: (line: string) => void)
   const label = `${component.name} ${version}`;
 
   log(`${label}: downloading modules`);
+  const tags = component.tags?.length ? ["-tags", component.tags.join(",")] : [];
   await run("go", ["mod", "download"], moduleDir);
-  const deps = (await run("go", ["list", "-deps", ...packages], moduleDir))
+  const deps = (await run("go", ["list", "-deps", ...tags, ...packages], moduleDir, undefined, component.env))
     .split("\n")
     .filter(Boolean).length;
 
@@ -224,7 +309,7 @@ async function buildComponent(component: Component, log: (line: string) => void)
     const output = binaries.length === 1 ? path.join(stagingDir, binaries[0]!) : stagingDir + "/";
     await run(
       "go",
-      ["build", "-v", "-trimpath", "-ldflags", ldflags, "-o", output, ...packages],
+      ["build", "-v", "-trimpath", ...tags, "-ldflags", ldflags, "-o", output, ...packages],
       moduleDir,
       () => {
         compiled++;
@@ -236,6 +321,7 @@ async function buildComponent(component: Component, log: (line: string) => void)
           );
         }
       },
+      component.env,
     );
     for (const binary of binaries) {
       if (!isExecutableFile(path.join(stagingDir, binary))) throw new Error(`go build produced no ${binary}`);
@@ -254,17 +340,32 @@ export async function ensureAssets(
   log: (line: string) => void = console.log,
 ): Promise<Record<BinaryName, string>> {
   await ensureKafka(log);
-  const todo = componentsToBuild();
+  await buildMissing(coreBinaries, log);
+  return resolveAllBinaries();
+}
+
+/** Builds kubelet, kube-proxy, containerd and the CNI plugins if missing (not Kafka: a node does not need it). */
+export async function ensureRealNodeAssets(
+  log: (line: string) => void = console.log,
+): Promise<Record<RealNodeBinaryName, string>> {
+  await buildMissing(realNodeBinaries, log);
+  return resolveBinaries(realNodeBinaries, process.env, "`ensureRealNodeAssets()`");
+}
+
+async function buildMissing(
+  binaries: readonly AssetBinaryName[],
+  log: (line: string) => void,
+): Promise<void> {
+  const todo = componentsToBuild(process.env, binaries);
   if (todo.length === 0) {
     log(`test assets present in ${assetsCacheDir()}`);
-    return resolveAllBinaries();
+    return;
   }
   const goVersion = requireGo("1.26");
   log(`building ${todo.map((c) => `${c.name} ${componentVersion(c)}`).join(", ")} with ${goVersion}`);
   log("the first build takes tens of minutes on 2 cores; later runs reuse the cache");
   mkdirSync(assetsCacheDir(), { recursive: true });
   for (const component of todo) await buildComponent(component, log);
-  return resolveAllBinaries();
 }
 
 // Kafka: not built, only fetched. `mvn dependency:copy-dependencies` resolves the broker's jars and

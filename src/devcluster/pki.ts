@@ -4,7 +4,7 @@
 // @peculiar/x509 resolves its algorithms through tsyringe, which needs the Reflect metadata API.
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { webcrypto } from "node:crypto";
 
@@ -82,6 +82,29 @@ async function issue(
     ...validity(),
   });
   return { certPem: cert.toString("pem"), keyPem: await privateKeyPem(keys.privateKey) };
+}
+
+/**
+ * Issues a certificate signed by the CA in `caCertFile`/`caKeyFile` (what `createPki` wrote), e.g.
+ * a kubelet's client (CN=system:node:<name>, O=system:nodes) and serving certificates.
+ */
+export async function issueFromCa(
+  caCertFile: string,
+  caKeyFile: string,
+  subject: string,
+  usage: "server" | "client",
+  altNames: { dns?: string[]; ip?: string[] } = {},
+): Promise<{ certPem: string; keyPem: string }> {
+  const cert = new x509.X509Certificate(readFileSync(caCertFile, "utf8"));
+  const privateKey = await webcrypto.subtle.importKey(
+    "pkcs8",
+    x509.PemConverter.decodeFirst(readFileSync(caKeyFile, "utf8")),
+    keyAlgorithm,
+    true,
+    ["sign"],
+  );
+  const publicKey = await cert.publicKey.export(keyAlgorithm, ["verify"]);
+  return issue({ cert, keys: { privateKey, publicKey } }, subject, usage, altNames);
 }
 
 /** Writes a fresh PKI into `dir` (keys 0600) and returns the file paths. */

@@ -100,3 +100,36 @@ export async function waitFor(
     await sleep(200);
   }
 }
+
+export interface RunOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Each line of output (stdout and stderr) as it comes: progress. */
+  onLine?: (line: string) => void;
+}
+
+/** Runs a command to completion; resolves with its stdout, rejects naming it with the tail of its output. */
+export function runCommand(command: string, args: string[], options: RunOptions = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      cwd: options.cwd,
+      env: options.env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let tail = "";
+    const take = (chunk: Buffer, isStdout: boolean) => {
+      const text = chunk.toString();
+      if (isStdout) stdout += text;
+      tail = (tail + text).slice(-4000);
+      if (options.onLine) for (const line of text.split("\n")) if (line.trim()) options.onLine(line);
+    };
+    child.stdout.on("data", (chunk: Buffer) => take(chunk, true));
+    child.stderr.on("data", (chunk: Buffer) => take(chunk, false));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`${command} ${args.join(" ")} failed (exit ${code}):\n${tail}`));
+    });
+  });
+}

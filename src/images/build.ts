@@ -95,6 +95,11 @@ export async function buildImages(log: (line: string) => void = console.log): Pr
   return { baseSource, images, elapsedMs: Date.now() - started };
 }
 
+/** Writes the image to a docker-archive tarball, as `ctr images import` takes it. */
+export async function exportImage(name: string, tarball: string): Promise<void> {
+  await run("podman", ["save", "--format=docker-archive", `--output=${tarball}`, name]);
+}
+
 export function formatMegabytes(bytes: number): string {
   return `${(bytes / 1e6).toFixed(1)} MB`;
 }

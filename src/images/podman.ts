@@ -1,10 +1,11 @@
 // Running podman and buildah (no Docker daemon). Their containers.conf comes from here, so the
 // machine's own configuration is left alone: runc under cgroupfs (crun refuses hybrid cgroup v1
 // hosts), and no default ulimits (raising them needs CAP_SYS_RESOURCE, which a nested host lacks).
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { assetsCacheDir } from "../devcluster/assets.js";
+import { runCommand } from "../devcluster/processes.js";
 
 const CONTAINERS_CONF = `# Written by streamjob-operator (src/images/podman.ts); used only by its own podman and buildah calls.
 [containers]
@@ -52,46 +53,11 @@ export function containerEnv(): NodeJS.ProcessEnv {
   return { ...process.env, CONTAINERS_CONF: containersConf() };
 }
 
-export interface RunOptions {
-  /** Fed to the command's stdin. */
-  input?: NodeJS.ReadableStream;
-  /** Each line of output (stdout and stderr), as it comes: progress. */
-  onLine?: (line: string) => void;
-  cwd?: string;
-}
-
-/** Runs a command to completion; resolves with its stdout, rejects with the tail of its output. */
-export function run(command: string, args: string[], options: RunOptions = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      env: { ...containerEnv(), DEBIAN_FRONTEND: "noninteractive" },
-      cwd: options.cwd,
-      stdio: [options.input ? "pipe" : "ignore", "pipe", "pipe"],
-    });
-    if (options.input && child.stdin) options.input.pipe(child.stdin);
-    let stdout = "";
-    let tail = "";
-    const take = (chunk: Buffer, isStdout: boolean) => {
-      const text = chunk.toString();
-      if (isStdout) stdout += text;
-      tail = (tail + text).slice(-4000);
-      if (options.onLine) for (const line of text.split("\n")) if (line.trim()) options.onLine(line);
-    };
-    child.stdout!.on("data", (chunk: Buffer) => take(chunk, true));
-    child.stderr!.on("data", (chunk: Buffer) => take(chunk, false));
-    child.on("error", (err) =>
-      reject(
-        (err as NodeJS.ErrnoException).code === "ENOENT"
-          ? new Error(
-              `${command} is not installed; the images need buildah, podman and mmdebstrap (apt-get install buildah podman mmdebstrap)`,
-            )
-          : err,
-      ),
-    );
-    child.on("close", (code) => {
-      if (code === 0) resolve(stdout);
-      else reject(new Error(`${command} ${args.join(" ")} failed (exit ${code}):\n${tail}`));
-    });
+/** Runs podman, buildah, mmdebstrap or apt-get with this containers.conf, non-interactively. */
+export function run(command: string, args: string[], options: { cwd?: string } = {}): Promise<string> {
+  return runCommand(command, args, {
+    ...options,
+    env: { ...containerEnv(), DEBIAN_FRONTEND: "noninteractive" },
   });
 }
 
