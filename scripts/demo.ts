@@ -30,7 +30,7 @@ import {
   kafkaVersion,
   repoRoot,
 } from "../src/devcluster/assets.js";
-import { clusterDir as devclusterDir } from "../src/devcluster/cluster.js";
+import { clusterDir as devclusterDir, nodeMode } from "../src/devcluster/cluster.js";
 import {
   ensureBucket,
   MinioObjectStore,
@@ -219,10 +219,18 @@ async function waitUntil<T>(
 
 // ── steps 1-4: build, binaries, cluster, operator ──────────────────────────────────────────────
 
+// DEVCLUSTER_NODE=real: the cluster's node is a kubelet on containerd and runc, running the images.
+const node = nodeMode();
+
 async function build(): Promise<void> {
-  heading("Build: npm run build (TypeScript to dist/, which the local cluster's pods run)");
-  const started = Date.now();
+  heading("Build: npm run build (TypeScript to dist/, which the emulated node's pods run)");
+  let started = Date.now();
   await run("npm", ["run", "-s", "build"]);
+  say(`done in ${seconds(Date.now() - started)}`);
+  if (node !== "real") return;
+  heading("Images: npm run images (the real node runs them; the first build takes a few minutes)");
+  started = Date.now();
+  await run("npm", ["run", "-s", "images"], { stream: true });
   say(`done in ${seconds(Date.now() - started)}`);
 }
 
@@ -252,6 +260,10 @@ async function cluster(): Promise<void> {
   // The first line says whether it started or was running; the rest is the usage printed at the end.
   const first = output.split("\n").find((line) => /^local cluster /.test(line));
   say(first ?? output.trim());
+  const nodeLine = output.split("\n").find((line) => /^node: /.test(line));
+  if (nodeLine) say(nodeLine);
+  if (node === "emulated")
+    say("(DEVCLUSTER_NODE=real runs the pods as real containers: kubelet, containerd, runc)");
   say(`state and logs in ${path.relative(repoRoot, clusterDir) || clusterDir}/`);
   connect();
 }
@@ -324,7 +336,7 @@ async function installOperator(): Promise<void> {
   // The operator pod runs dist/: restart it when the build changed since it started (a re-run after edits).
   let pod = await operatorPod();
   const startedAt = pod?.status?.startTime ? new Date(pod.status.startTime).getTime() : Date.now();
-  if (pod && newestBuildOutput() > startedAt) {
+  if (pod && node === "emulated" && newestBuildOutput() > startedAt) {
     say("the operator's code changed since its pod started: kubectl rollout restart");
     await kubectl(["rollout", "restart", "-n", OPERATOR_NAMESPACE, `deployment/${RELEASE}`]);
     await kubectl(["rollout", "status", "-n", OPERATOR_NAMESPACE, `deployment/${RELEASE}`, "--timeout=90s"]);
@@ -660,7 +672,7 @@ function nextSteps(): void {
   console.log("  The demo put README.md under s3://streamjob/input/ for the wordcount job to count;");
   console.log("  docs/demo.md shows how to add text and read the counts.");
   console.log("");
-  console.log(`  ${stopCommand().padEnd(width)}# stops the cluster; npm run demo starts it again`);
+  console.log(`  ${stopCommand().padEnd(width - 1)} # stops the cluster; npm run demo starts it again`);
 }
 
 /** Gives the wordcount example some text to count: README.md, unless an earlier run put it there. */

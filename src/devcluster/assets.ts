@@ -8,6 +8,7 @@
 //     kube-v1.36.3/{kube-apiserver,kube-controller-manager,kubectl,kubelet,kube-proxy}
 //     etcd-v3.6.16/etcd ...
 //     containerd-v2.4.2/{containerd,containerd-shim-runc-v2,ctr}, cni-v1.10.0/{bridge,host-local,...}
+//     coredns-v1.15.0/coredns
 //     kafka-4.1.1/libs/*.jar, kafka-4.1.1/storage-template/ (an empty, formatted data folder)
 // Like envtest, TEST_ASSET_<BINARY> and KUBEBUILDER_ASSETS point at binaries a user already has.
 import { spawn, spawnSync } from "node:child_process";
@@ -36,6 +37,7 @@ export const coreBinaries = [
 export const realNodeBinaries = [
   "kubelet",
   "kube-proxy",
+  "kube-scheduler",
   "containerd",
   "containerd-shim-runc-v2",
   "ctr",
@@ -43,6 +45,7 @@ export const realNodeBinaries = [
   "host-local",
   "loopback",
   "portmap",
+  "coredns",
 ] as const;
 
 /** A core binary: what `ensureAssets` returns and a cluster links into its bin/ folder. */
@@ -87,6 +90,7 @@ export const components: Component[] = [
       "k8s.io/kubernetes/cmd/kubectl": "kubectl",
       "k8s.io/kubernetes/cmd/kubelet": "kubelet",
       "k8s.io/kubernetes/cmd/kube-proxy": "kube-proxy",
+      "k8s.io/kubernetes/cmd/kube-scheduler": "kube-scheduler",
     },
     ldflags: kubeVersionFlags,
   },
@@ -122,6 +126,15 @@ export const components: Component[] = [
     ldflags: (version) => [
       `-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=${version}`,
     ],
+    env: { CGO_ENABLED: "0" },
+  },
+  {
+    // Cluster DNS for the real node, run as a host process (src/devcluster/real-node/dns.ts): the
+    // default plugin set of the upstream main package (kubernetes, forward, cache, ...).
+    name: "coredns",
+    module: "github.com/coredns/coredns",
+    packages: { "github.com/coredns/coredns": "coredns" },
+    ldflags: (version) => [`-X github.com/coredns/coredns/coremain.GitCommit=${version}`],
     env: { CGO_ENABLED: "0" },
   },
 ];
@@ -344,7 +357,7 @@ export async function ensureAssets(
   return resolveAllBinaries();
 }
 
-/** Builds kubelet, kube-proxy, containerd and the CNI plugins if missing (not Kafka: a node does not need it). */
+/** Builds kubelet, kube-proxy, containerd, the CNI plugins and CoreDNS if missing (not Kafka: a node does not need it). */
 export async function ensureRealNodeAssets(
   log: (line: string) => void = console.log,
 ): Promise<Record<RealNodeBinaryName, string>> {

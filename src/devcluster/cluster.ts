@@ -15,15 +15,24 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import https from "node:https";
-import http from "node:http";
 import path from "node:path";
-import { stringify } from "yaml";
-import { ensureAssets, kafkaLibsDir, kafkaStorageTemplateDir, repoRoot, type BinaryName } from "./assets.js";
+import {
+  ensureAssets,
+  ensureRealNodeAssets,
+  kafkaLibsDir,
+  kafkaStorageTemplateDir,
+  repoRoot,
+  type BinaryName,
+} from "./assets.js";
 import { STORAGE_SECRET_NAME } from "../storage/minio-object-store.js";
 import { foldersClosedToOthers } from "./node-agent/images.js";
 import { KAFKA_SECRET_NAME } from "../connectors/kafka/connection.js";
 import { kafkaJavaArgs, writeKafkaConfig } from "./kafka.js";
+import { httpGetOk, writeKubeconfigFromFiles } from "./kubeconfig.js";
+import { loadProjectImages, startScheduler } from "./real-node/cluster-node.js";
+import { startClusterDns } from "./real-node/dns.js";
+import { createNodeNetwork, deleteNodeNetwork, nodeNetwork } from "./real-node/network.js";
+import { startRealNode, stopRealNode } from "./real-node/node.js";
 import { createPki, type PkiPaths } from "./pki.js";
 import { claimPodNetwork, podNetworkCidr, preferredOctet, releasePodNetwork } from "./pod-networks.js";
 import { freePort, isAlive, startDetached, stopProcess, waitFor, type StartedProcess } from "./processes.js";
@@ -46,6 +55,22 @@ export interface ClusterState {
   processes: StartedProcess[];
   startedAt: string;
   readyAfterMs: number;
+  /** Which node runs the pods; absent in the state of a cluster started before there was a choice. */
+  node?: NodeMode;
+}
+
+/**
+ * `emulated`: the node agent runs pods as host processes (fast, needs nothing but Node.js).
+ * `real`: a kubelet on containerd and runc in the node's own network namespace, with kube-proxy,
+ * kube-scheduler and the project's images (real-node/). DEVCLUSTER_NODE picks; emulated by default.
+ */
+export type NodeMode = "emulated" | "real";
+
+export function nodeMode(env: NodeJS.ProcessEnv = process.env): NodeMode {
+  const mode = env.DEVCLUSTER_NODE ?? "emulated";
+  if (mode !== "emulated" && mode !== "real")
+    throw new Error(`DEVCLUSTER_NODE=${mode}: expected emulated or real`);
+  return mode;
 }
 
 export function clusterDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -71,44 +96,6 @@ export function readState(dir = clusterDir()): ClusterState | undefined {
   const file = paths(dir).state;
   if (!existsSync(file)) return undefined;
   return JSON.parse(readFileSync(file, "utf8")) as ClusterState;
-}
-
-function b64(file: string): string {
-  return readFileSync(file).toString("base64");
-}
-
-function writeKubeconfig(
-  file: string,
-  server: string,
-  caFile: string,
-  certFile: string,
-  keyFile: string,
-): void {
-  const config = {
-    apiVersion: "v1",
-    kind: "Config",
-    clusters: [{ name: "devcluster", cluster: { server, "certificate-authority-data": b64(caFile) } }],
-    users: [
-      { name: "user", user: { "client-certificate-data": b64(certFile), "client-key-data": b64(keyFile) } },
-    ],
-    contexts: [
-      { name: "devcluster", context: { cluster: "devcluster", user: "user", namespace: "default" } },
-    ],
-    "current-context": "devcluster",
-  };
-  writeFileSync(file, stringify(config), { mode: 0o600 });
-}
-
-function httpGetOk(url: string, options: https.RequestOptions = {}): Promise<boolean> {
-  const client = url.startsWith("https:") ? https : http;
-  return new Promise((resolve, reject) => {
-    const req = client.get(url, { ...options, timeout: 2000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-  });
 }
 
 /** True once the broker answers a metadata request naming itself: registered and unfenced. */
@@ -185,7 +172,12 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
     clusterMayRun,
   });
   linkBinaries(p.bin, binaries);
-  const pki = await createPki(p.pki);
+  const mode = nodeMode();
+  const realNodeBinaries = mode === "real" ? await ensureRealNodeAssets(log) : undefined;
+  // The real node's pods reach the cluster's services on the machine's end of the node's link.
+  const network = mode === "real" ? await createNodeNetwork(podNetworkOctet) : undefined;
+  const serviceHost = network?.hostIp ?? "127.0.0.1";
+  const pki = await createPki(p.pki, network ? [serviceHost] : []);
 
   const [
     etcdPort,
@@ -197,11 +189,12 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
     kafkaPort,
     kafkaControllerPort,
     kafkaSaslPort,
-  ] = await Promise.all(Array.from({ length: 9 }, () => freePort()));
+    schedulerPort,
+  ] = await Promise.all(Array.from({ length: 10 }, () => freePort()));
   const etcdUrl = `http://127.0.0.1:${etcdPort}`;
-  const apiserverUrl = `https://127.0.0.1:${apiserverPort}`;
-  const minioEndpoint = `http://127.0.0.1:${minioPort}`;
-  const kafkaBootstrapServers = `127.0.0.1:${kafkaPort}`;
+  const apiserverUrl = `https://${serviceHost}:${apiserverPort}`;
+  const minioEndpoint = `http://${serviceHost}:${minioPort}`;
+  const kafkaBootstrapServers = `${serviceHost}:${kafkaPort}`;
   const processes: StartedProcess[] = [];
   const logFile = (name: string) => path.join(p.logs, `${name}.log`);
   const state: ClusterState = {
@@ -214,6 +207,7 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
     processes,
     startedAt: new Date(started).toISOString(),
     readyAfterMs: 0,
+    node: mode,
   };
   // Recorded as processes start, so `down` can stop a half-started cluster.
   const record = (proc: StartedProcess) => {
@@ -248,7 +242,7 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
       startDetached(
         "minio",
         binaries.minio,
-        ["server", p.minioData, `--address=127.0.0.1:${minioPort}`, "--quiet"],
+        ["server", p.minioData, `--address=${serviceHost}:${minioPort}`, "--quiet"],
         logFile("minio"),
         {
           ...process.env,
@@ -265,6 +259,7 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
       p.kafka,
       { broker: kafkaPort!, controller: kafkaControllerPort!, sasl: kafkaSaslPort! },
       kafkaUser,
+      serviceHost,
     );
     cpSync(kafkaStorageTemplateDir(), kafkaFiles.dataDir, { recursive: true });
     const kafka = record(
@@ -283,10 +278,10 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
         binaries["kube-apiserver"],
         [
           `--etcd-servers=${etcdUrl}`,
-          "--bind-address=127.0.0.1",
+          `--bind-address=${serviceHost}`,
           `--secure-port=${apiserverPort}`,
           // Without a default route the apiserver cannot pick an address to advertise.
-          "--advertise-address=127.0.0.1",
+          `--advertise-address=${serviceHost}`,
           `--tls-cert-file=${pki.apiserverCert}`,
           `--tls-private-key-file=${pki.apiserverKey}`,
           `--client-ca-file=${pki.caCert}`,
@@ -315,14 +310,17 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
       apiserver.pid,
     );
 
-    writeKubeconfig(p.kubeconfig, apiserverUrl, pki.caCert, pki.adminCert, pki.adminKey);
-    writeKubeconfig(
-      p.controllerManagerKubeconfig,
+    writeKubeconfigFromFiles(
+      p.kubeconfig,
       apiserverUrl,
-      pki.caCert,
-      pki.controllerManagerCert,
-      pki.controllerManagerKey,
+      { ca: pki.caCert, cert: pki.adminCert, key: pki.adminKey },
+      "default",
     );
+    writeKubeconfigFromFiles(p.controllerManagerKubeconfig, apiserverUrl, {
+      ca: pki.caCert,
+      cert: pki.controllerManagerCert,
+      key: pki.controllerManagerKey,
+    });
     record(
       startDetached(
         "kube-controller-manager",
@@ -346,23 +344,61 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
       ),
     );
 
-    const agentEntry = path.join(repoRoot, "dist", "devcluster", "node-agent", "main.js");
-    if (!existsSync(agentEntry)) throw new Error(`${agentEntry} is missing: run \`npm run build\` first`);
-    openCheckoutToPods(log);
-    record(
-      startDetached("node-agent", process.execPath, [agentEntry], logFile("node-agent"), {
-        ...process.env,
-        KUBECONFIG: p.kubeconfig,
-        DEVCLUSTER_DIR: dir,
-        DEVCLUSTER_NODE_NAME: nodeName,
-        DEVCLUSTER_CA_FILE: pki.caCert,
-        DEVCLUSTER_KUBELET_PORT: String(kubeletPort),
-        // The apiserver's certificate also names 127.0.0.1, where the node agent listens.
-        DEVCLUSTER_KUBELET_CERT: pki.apiserverCert,
-        DEVCLUSTER_KUBELET_KEY: pki.apiserverKey,
-        DEVCLUSTER_POD_NETWORK_OCTET: String(podNetworkOctet),
-      }),
-    );
+    if (network && realNodeBinaries) {
+      record(
+        await startScheduler({
+          binaries: realNodeBinaries,
+          apiserverUrl,
+          caCert: pki.caCert,
+          caKey: pki.caKey,
+          pkiDir: p.pki,
+          port: schedulerPort!,
+          log: logFile("kube-scheduler"),
+        }),
+      );
+      // Cluster DNS before the node: its pods get 10.0.0.10 as their nameserver.
+      record(
+        (
+          await startClusterDns({
+            clusterDir: dir,
+            listenIp: serviceHost,
+            adminKubeconfig: p.kubeconfig,
+            log,
+          })
+        ).process,
+      );
+      const node = await startRealNode({
+        clusterDir: dir,
+        apiserverUrl,
+        caCert: pki.caCert,
+        caKey: pki.caKey,
+        adminKubeconfig: p.kubeconfig,
+        nodeName,
+        network,
+        log,
+      });
+      const missing = await loadProjectImages(node);
+      if (missing.length > 0)
+        log(`not in the machine's container storage (run \`npm run images\`): ${missing.join(", ")}`);
+    } else {
+      const agentEntry = path.join(repoRoot, "dist", "devcluster", "node-agent", "main.js");
+      if (!existsSync(agentEntry)) throw new Error(`${agentEntry} is missing: run \`npm run build\` first`);
+      openCheckoutToPods(log);
+      record(
+        startDetached("node-agent", process.execPath, [agentEntry], logFile("node-agent"), {
+          ...process.env,
+          KUBECONFIG: p.kubeconfig,
+          DEVCLUSTER_DIR: dir,
+          DEVCLUSTER_NODE_NAME: nodeName,
+          DEVCLUSTER_CA_FILE: pki.caCert,
+          DEVCLUSTER_KUBELET_PORT: String(kubeletPort),
+          // The apiserver's certificate also names 127.0.0.1, where the node agent listens.
+          DEVCLUSTER_KUBELET_CERT: pki.apiserverCert,
+          DEVCLUSTER_KUBELET_KEY: pki.apiserverKey,
+          DEVCLUSTER_POD_NETWORK_OCTET: String(podNetworkOctet),
+        }),
+      );
+    }
 
     await waitFor(
       "MinIO /minio/health/ready",
@@ -425,7 +461,7 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
         },
         type: "Opaque",
         stringData: {
-          bootstrapServers: `127.0.0.1:${kafkaSaslPort}`,
+          bootstrapServers: `${serviceHost}:${kafkaSaslPort}`,
           username: kafkaUser.username,
           password: kafkaUser.password,
           saslMechanism: "PLAIN",
@@ -470,13 +506,29 @@ export async function down(log: (line: string) => void = console.log): Promise<v
     await releasePodNetwork({ clusterDir: dir });
     return;
   }
-  const order = ["node-agent", "kube-controller-manager", "kube-apiserver", "kafka", "minio", "etcd"];
+  if (state.node === "real") {
+    // While the apiserver still answers: the kubelet deletes its pods' containers and networks.
+    await stopRealNode({ clusterDir: dir, nodeName, adminKubeconfig: state.kubeconfig, log });
+    log(`stopped the real node ${nodeName}`);
+  }
+  const order = [
+    "node-agent",
+    "kube-scheduler",
+    "coredns",
+    "kube-controller-manager",
+    "kube-apiserver",
+    "kafka",
+    "minio",
+    "etcd",
+  ];
   const sorted = [...state.processes].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
   for (const proc of sorted) {
     await stopProcess(proc.pid, proc.name === "node-agent" ? 40_000 : 10_000);
     log(`stopped ${proc.name} (pid ${proc.pid})`);
   }
   await stopLeftoverPods(paths(dir).pods);
+  const octet = Number(state.podNetwork?.split(".")[1]);
+  if (state.node === "real" && octet) deleteNodeNetwork(nodeNetwork(octet));
   await releasePodNetwork({ clusterDir: dir });
   rmSync(paths(dir).state, { force: true });
 }

@@ -1,6 +1,7 @@
 // The local cluster's Kafka broker: one JVM in KRaft mode, broker and controller in one, run from
-// the jars `npm run assets` put in the cache. Pods are host processes on 127.x.y.z addresses, so a
-// listener on 127.0.0.1 reaches them all, as MinIO's does.
+// the jars `npm run assets` put in the cache. The emulated node's pods are host processes on
+// 127.x.y.z addresses, so a listener on 127.0.0.1 reaches them all, as MinIO's does; a real node's
+// pods reach the cluster's services on the machine's end of its link (real-node/network.ts).
 import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -37,8 +38,13 @@ const jvmOptions = [
   "-Djava.awt.headless=true",
 ];
 
-/** Writes the broker's configuration under `dir`; its data goes to `dir/data`. */
-export function writeKafkaConfig(dir: string, ports: KafkaPorts, user: KafkaSaslUser): KafkaFiles {
+/** Writes the broker's configuration under `dir`; its data goes to `dir/data`. Clients connect to `host`. */
+export function writeKafkaConfig(
+  dir: string,
+  ports: KafkaPorts,
+  user: KafkaSaslUser,
+  host = "127.0.0.1",
+): KafkaFiles {
   mkdirSync(dir, { recursive: true });
   const dataDir = path.join(dir, "data");
   const settings: Record<string, string | number | boolean> = {
@@ -46,8 +52,8 @@ export function writeKafkaConfig(dir: string, ports: KafkaPorts, user: KafkaSasl
     "node.id": 1,
     "controller.quorum.voters": `1@127.0.0.1:${ports.controller}`,
     "controller.listener.names": "CONTROLLER",
-    listeners: `PLAINTEXT://127.0.0.1:${ports.broker},SASL_PLAINTEXT://127.0.0.1:${ports.sasl},CONTROLLER://127.0.0.1:${ports.controller}`,
-    "advertised.listeners": `PLAINTEXT://127.0.0.1:${ports.broker},SASL_PLAINTEXT://127.0.0.1:${ports.sasl}`,
+    listeners: `PLAINTEXT://${host}:${ports.broker},SASL_PLAINTEXT://${host}:${ports.sasl},CONTROLLER://127.0.0.1:${ports.controller}`,
+    "advertised.listeners": `PLAINTEXT://${host}:${ports.broker},SASL_PLAINTEXT://${host}:${ports.sasl}`,
     "listener.security.protocol.map":
       "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
     "inter.broker.listener.name": "PLAINTEXT",

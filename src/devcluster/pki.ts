@@ -108,7 +108,7 @@ export async function issueFromCa(
 }
 
 /** Writes a fresh PKI into `dir` (keys 0600) and returns the file paths. */
-export async function createPki(dir: string): Promise<PkiPaths> {
+export async function createPki(dir: string, apiserverIps: string[] = []): Promise<PkiPaths> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = (name: string) => path.join(dir, name);
   const write = (name: string, content: string) => writeFileSync(file(name), content, { mode: 0o600 });
@@ -137,7 +137,7 @@ export async function createPki(dir: string): Promise<PkiPaths> {
       "kubernetes.default.svc",
       "kubernetes.default.svc.cluster.local",
     ],
-    ip: ["127.0.0.1", "10.0.0.1"],
+    ip: ["127.0.0.1", "10.0.0.1", ...apiserverIps],
   });
   write("apiserver.crt", apiserver.certPem);
   write("apiserver.key", apiserver.keyPem);

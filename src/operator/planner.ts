@@ -406,11 +406,14 @@ function findFailure(
     // 137 is SIGKILL; the kubelet says OOMKilled for the OOM killer, so what is left is a kill after
     // a failed liveness probe (whose SIGTERM was not enough) or a kill -9.
     const killed = exit?.exitCode === 137 && exit.reason !== "OOMKilled";
-    const how = killed
-      ? "was killed by its liveness probe or a SIGKILL"
-      : failed.phase === "Failed"
-        ? "failed"
-        : "exited";
+    const how =
+      exit?.reason === "OOMKilled"
+        ? "was killed by the kernel for going over its memory limit (raise spec.template.resources.limits.memory)"
+        : killed
+          ? "was killed by its liveness probe or a SIGKILL"
+          : failed.phase === "Failed"
+            ? "failed"
+            : "exited";
     return `TaskManager ${failed.name} ${how}${exit ? ` (exit code ${exit.exitCode}${exit.reason ? `, ${exit.reason}` : ""})${exit.message ? `: ${exit.message}` : ""}` : ""}`;
   }
   const present = new Set(current.map((pod) => pod.taskIndex));

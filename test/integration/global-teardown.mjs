@@ -1,4 +1,5 @@
 // Stops the test cluster (unless KEEP_CLUSTER=1) and checks that no process it started is left.
+// e2e-global-teardown.mjs does the same for the end-to-end tests' cluster.
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -15,6 +16,10 @@ function alive(pid) {
   }
 }
 export default async function globalTeardown() {
+  await stopCluster(testClusterDir);
+}
+
+export async function stopCluster(testClusterDir) {
   if (process.env.KEEP_CLUSTER === "1") return;
   const state = JSON.parse(readFileSync(path.join(testClusterDir, "state.json"), "utf8"));
   const result = spawnSync(process.execPath, ["dist/devcluster/cli.js", "down"], {

@@ -1,150 +1,164 @@
-// A real node joined to the test cluster: kubelet, containerd and runc, pods on a CNI bridge
-// (src/devcluster/real-node/). The TaskManager image runs there as the operator would start it,
-// under the restricted Pod Security Standard, and a TaskManager over its memory limit is killed by
-// the kernel. (Only pods pinned to the node run there: the cluster's other pods stay on the
-// emulated node, and the real node has no kube-proxy yet.)
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+// The operator and its TaskManagers on the e2e cluster's real node (kubelet, containerd, runc;
+// DEVCLUSTER_NODE=real, src/devcluster/real-node/): the project's images as real containers under
+// the restricted Pod Security Standard, each pod with its own IP on the node's bridge, the
+// operator reaching the API server through kube-proxy's Service rules. A TaskManager SIGKILLed by
+// its container's pid, a rescale, and a TaskManager over its memory limit (killed by the kernel,
+// reported, and restored once the limit is raised) all leave output with no gap and no duplicate.
 import path from "node:path";
-import type { V1Pod } from "@kubernetes/client-node";
-import { StreamJobSpec, type StreamJob } from "../../src/api/streamjob.js";
-import { exportImage, IMAGES } from "../../src/images/build.js";
-import { desiredChildren, TASKMANAGER_PORT } from "../../src/operator/desired.js";
-import { importImage } from "../../src/devcluster/real-node/images.js";
-import {
-  startRealNode,
-  stopRealNode,
-  waitRealNodeReady,
-  type RealNodeState,
-} from "../../src/devcluster/real-node/node.js";
+import type { StreamJob } from "../../src/api/streamjob.js";
 import { readState } from "../../src/devcluster/cluster.js";
-import { sequenceExample } from "../support/streamjob.js";
-import { waitFor } from "../support/wait.js";
-import { clients, createNamespace, kubeconfigPath, kubectl, testClusterDir } from "./support/cluster.js";
+import { nodeNetwork } from "../../src/devcluster/real-node/network.js";
+import { IMAGES } from "../../src/images/build.js";
+import { MinioObjectStore } from "../../src/storage/minio-object-store.js";
+import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
+import { jobDirectory } from "../../src/api/object-layout.js";
+import {
+  clients,
+  containerPid,
+  createNamespace,
+  kubectl,
+  repoRoot,
+  testClusterDir,
+} from "./support/cluster.js";
+import { storageConfig } from "./support/minio.js";
+import { installOperator, type InstalledOperator } from "./support/operator.js";
+import {
+  getStreamJob,
+  jobNamespace,
+  RESTRICTED,
+  taskManagerPods,
+  waitForStreamJob,
+} from "./support/streamjobs.js";
 
-const NODE = "devcluster-real";
-let node: RealNodeState;
-let namespace: string;
+const { core } = clients();
+const cluster = readState(testClusterDir)!;
+let operator: InstalledOperator;
+let operatorNs: string;
+let ns: string;
 
 beforeAll(async () => {
-  const cluster = readState(testClusterDir)!;
-  node = await startRealNode({
-    clusterDir: testClusterDir,
-    apiserverUrl: cluster.apiserverUrl,
-    caCert: path.join(testClusterDir, "pki", "ca.crt"),
-    caKey: path.join(testClusterDir, "pki", "ca.key"),
-    adminKubeconfig: kubeconfigPath,
-    nodeName: NODE,
-    log: () => undefined,
-  });
-  const work = mkdtempSync(path.join(tmpdir(), "real-node-images-"));
-  try {
-    const tarball = path.join(work, "taskmanager.tar");
-    await exportImage(IMAGES.taskmanager, tarball);
-    await importImage(node.binaries.ctr, node.containerdSocket, tarball, { snapshotter: node.snapshotter });
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
-  await waitRealNodeReady(kubeconfigPath, NODE);
-  namespace = await createNamespace(clients().core, "real-node", {
-    "pod-security.kubernetes.io/enforce": "restricted",
-  });
-}, 600_000);
+  operatorNs = await createNamespace(core, "real-system", RESTRICTED);
+  ns = await jobNamespace("real");
+  operator = await installOperator(operatorNs, [ns]);
+}, 180_000);
 
 afterAll(async () => {
-  await stopRealNode({ clusterDir: testClusterDir, nodeName: NODE, adminKubeconfig: kubeconfigPath });
-}, 120_000);
+  await operator?.uninstall().catch(() => undefined);
+  for (const name of [ns, operatorNs]) if (name) await core.deleteNamespace({ name }).catch(() => undefined);
+});
 
-test("kubectl get nodes -o wide shows the real node with its containerd:// runtime", async () => {
+const sequence = () => getStreamJob(ns, "sequence");
+const latestCheckpoint = async () => (await sequence()).status?.latestCheckpoint?.id ?? 0;
+
+/** Waits for the job to run `epoch` or later with a checkpoint taken in it. */
+function runningWithNewCheckpoint(after: number, what: string): Promise<StreamJob> {
+  return waitForStreamJob(
+    ns,
+    "sequence",
+    what,
+    (job) => job.status?.phase === "Running" && (job.status.latestCheckpoint?.id ?? 0) > after,
+    120_000,
+  );
+}
+
+async function expectExactOutput(): Promise<void> {
+  const store = new MinioObjectStore({ ...(await storageConfig()), bucket: "streamjob" });
+  const report = await verifySequenceOutput(store, jobDirectory("checkpoints", ns, "sequence"));
+  expect(report.problems).toEqual([]);
+  expect(report.records).toBeGreaterThan(0);
+}
+
+test("the node is real: kubectl get nodes -o wide shows containerd://, the operator runs in a container", async () => {
+  expect(cluster.node).toBe("real");
   const wide = await kubectl("get", "nodes", "-o", "wide");
-  const row = wide.split("\n").find((line) => line.startsWith(`${NODE} `));
-  expect(row).toMatch(/\sReady\s/);
-  expect(row).toMatch(/containerd:\/\/2\.\d+\.\d+/);
+  expect(wide).toMatch(/^devcluster-node\s+Ready\s.*containerd:\/\/2\.\d+\.\d+/m);
+
+  const { name } = await operator.pod();
+  const pod = await core.readNamespacedPod({ name, namespace: operatorNs });
+  const { podCidr } = nodeNetwork(Number(cluster.podNetwork!.split(".")[1]));
+  expect(pod.status?.podIP?.split(".").slice(0, 3)).toEqual(podCidr.split(".").slice(0, 3));
+  expect(pod.status?.containerStatuses?.[0]?.containerID).toMatch(/^containerd:\/\//);
+  expect(pod.status?.containerStatuses?.[0]?.image).toBe(IMAGES.operator);
+  // It watches StreamJobs through the kubernetes Service: kube-proxy's rules in the node's namespace.
+  expect(await operator.logs()).toContain("watches synced");
+  // Cluster DNS (CoreDNS behind the kube-dns Service), asked from inside the container via the kubelet.
+  const resolve = "require('dns').promises.lookup(process.argv[1]).then((a) => console.log(a.address))";
+  const lookup = (host: string) =>
+    kubectl("exec", "-n", operatorNs, name, "--", "/nodejs/bin/node", "-e", resolve, host);
+  expect((await lookup("kubernetes.default.svc.cluster.local")).trim()).toBe("10.0.0.1");
+  expect((await lookup("kube-dns.kube-system")).trim()).toBe("10.0.0.10");
 });
 
-/** The operator's own pod for task 0 of the sequence example, pinned to the real node. */
-async function taskManagerPod(name: string, memoryLimit?: string): Promise<{ pod: V1Pod; token: string }> {
-  const example = sequenceExample();
-  const job: StreamJob = {
-    ...example,
-    metadata: { name, namespace, uid: randomBytes(8).toString("hex") },
-    spec: StreamJobSpec.parse({
-      ...example.spec,
-      image: IMAGES.taskmanager,
-      parallelism: 1,
-      ...(memoryLimit && { template: { resources: { limits: { memory: memoryLimit } } } }),
-    }),
-  };
-  const { pods, tokenSecret } = desiredChildren({
-    job,
-    epoch: 1,
-    storage: { endpoint: "http://storage.invalid:9000", region: "us-east-1" },
-  });
-  const token = randomBytes(24).toString("base64url");
-  const core = clients().core;
-  await core.createNamespacedSecret({
-    namespace,
-    body: { metadata: { name: tokenSecret.name }, stringData: { [tokenSecret.key]: token } },
-  });
-  const storageSecret = job.spec.checkpoint.storage.secretName;
-  await core
-    .createNamespacedSecret({
-      namespace,
-      body: { metadata: { name: storageSecret }, stringData: { accessKey: "unused", secretKey: "unused" } },
-    })
-    .catch((err: { code?: number }) => {
-      if (err.code !== 409) throw err;
-    });
-  const pod = pods[0]!;
-  // No StreamJob owns it here (the garbage collector would delete an orphan), and no scheduler
-  // places it: it goes to the real node by name. The image is in containerd already.
-  pod.metadata!.ownerReferences = undefined;
-  pod.spec!.nodeName = NODE;
-  pod.spec!.containers[0]!.imagePullPolicy = "Never";
-  const created = await core.createNamespacedPod({ namespace, body: pod });
-  return { pod: created, token };
-}
+test("sequence on real containers: a TaskManager SIGKILLed by pid is restored from a checkpoint", async () => {
+  await kubectl("apply", "-n", ns, "-f", path.join(repoRoot, "manifests", "examples", "sequence.yaml"));
+  await runningWithNewCheckpoint(0, "Running with a checkpoint");
+  const [victim] = await taskManagerPods(ns, "sequence");
+  // Its logs come from the kubelet, through the API server.
+  expect(await kubectl("logs", "-n", ns, victim!.metadata!.name!)).toContain("checkpoint cut taken");
 
-function readPod(name: string): Promise<V1Pod> {
-  return clients().core.readNamespacedPod({ name, namespace });
-}
+  process.kill(containerPid(victim!), "SIGKILL");
+  const restarted = await waitForStreamJob(
+    ns,
+    "sequence",
+    "restarted",
+    (j) => (j.status?.restarts ?? 0) >= 1,
+    60_000,
+  );
+  await runningWithNewCheckpoint(
+    restarted.status?.latestCheckpoint?.id ?? 0,
+    "a checkpoint after the restore",
+  );
+  const events = await kubectl(
+    "get",
+    "events",
+    "-n",
+    ns,
+    "--field-selector",
+    "involvedObject.kind=StreamJob",
+  );
+  expect(events).toContain(
+    `TaskManager ${victim!.metadata!.name} was killed by its liveness probe or a SIGKILL (exit code 137`,
+  );
+  await expectExactOutput();
+}, 240_000);
 
-test("the TaskManager image runs as the operator starts it, restricted, with its own pod IP on the bridge", async () => {
-  const { pod, token } = await taskManagerPod("sequence");
-  const ready = await waitFor(
-    "the TaskManager pod Ready",
-    async () => {
-      const current = await readPod(pod.metadata!.name!);
-      const terminated = current.status?.containerStatuses?.[0]?.state?.terminated;
-      if (terminated) throw new Error(`terminated: ${terminated.reason} ${terminated.message}`);
-      return current.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") && current;
-    },
+test("kubectl scale to 3: three real TaskManagers, each with its own pod IP", async () => {
+  const before = await latestCheckpoint();
+  await kubectl("scale", "-n", ns, "sj/sequence", "--replicas=3");
+  await waitForStreamJob(ns, "sequence", "3 TaskManagers", (j) => j.status?.parallelism === 3, 120_000);
+  await runningWithNewCheckpoint(before, "a checkpoint at parallelism 3");
+  const pods = await taskManagerPods(ns, "sequence");
+  expect(pods).toHaveLength(3);
+  expect(new Set(pods.map((pod) => pod.status?.podIP)).size).toBe(3);
+  await expectExactOutput();
+}, 240_000);
+
+test("over its memory limit a TaskManager is OOMKilled by the kernel, reported, and restored when the limit is raised", async () => {
+  const limit = (memory: string) =>
+    kubectl(
+      "patch",
+      "-n",
+      ns,
+      "sj/sequence",
+      "--type=merge",
+      "-p",
+      JSON.stringify({ spec: { template: { resources: { limits: { memory } } } } }),
+    );
+  await limit("20Mi");
+  const reported = await waitForStreamJob(
+    ns,
+    "sequence",
+    "a Ready condition naming the memory limit",
+    (j) => Boolean(j.status?.conditions?.some((c) => c.type === "Ready" && c.message?.includes("OOMKilled"))),
     120_000,
   );
-  const podIp = ready.status!.podIP!;
-  const [network, prefix] = node.podCidr.split("/");
-  expect(prefix).toBe("24");
-  expect(podIp.split(".").slice(0, 3)).toEqual(network!.split(".").slice(0, 3));
-
-  // From the host, across the bridge, as the operator calls it: the authenticated status.
-  const status = await fetch(`http://${podIp}:${TASKMANAGER_PORT}/v1/status`, {
-    headers: { authorization: `Bearer ${token}` },
-  });
-  expect(status.status).toBe(200);
-  expect(await status.json()).toMatchObject({ epoch: 1, taskIndex: 0, ready: true });
-  expect((await fetch(`http://${podIp}:${TASKMANAGER_PORT}/v1/status`)).status).toBe(401);
-
-  // Logs come from the kubelet, through the API server.
-  expect(await kubectl("logs", "-n", namespace, pod.metadata!.name!)).toContain('"epoch":1');
-});
-
-test("a TaskManager over its memory limit is killed by the kernel: the kubelet reports OOMKilled, exit 137", async () => {
-  const { pod } = await taskManagerPod("hungry", "20Mi");
-  const terminated = await waitFor(
-    "the TaskManager container terminated",
-    async () => (await readPod(pod.metadata!.name!)).status?.containerStatuses?.[0]?.state?.terminated,
-    120_000,
+  const ready = reported.status!.conditions!.find((c) => c.type === "Ready")!;
+  expect(ready.message).toMatch(
+    /was killed by the kernel for going over its memory limit .*\(exit code 137, OOMKilled\)/,
   );
-  expect(terminated).toMatchObject({ reason: "OOMKilled", exitCode: 137 });
-});
+  const before = await latestCheckpoint();
+
+  await limit("256Mi");
+  await runningWithNewCheckpoint(before, "Running again after the limit was raised");
+  await expectExactOutput();
+}, 300_000);

@@ -1,6 +1,10 @@
 // Reading pods of the local cluster: the labels the operator puts on TaskManager pods (named in
 // src/operator/names.ts), readiness, and the process behind a container.
 import type { KubernetesObject, V1Pod } from "@kubernetes/client-node";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import path from "node:path";
+import { realNodeLayout } from "../../src/devcluster/real-node/config.js";
+import { repoRoot } from "../../src/devcluster/assets.js";
 import { LABELS } from "../../src/operator/names.js";
 
 const label = (obj: KubernetesObject, key: string) => obj.metadata?.labels?.[key];
@@ -17,12 +21,42 @@ export const isDeleting = (pod: V1Pod) => pod.metadata?.deletionTimestamp !== un
 export const isReady = (pod: V1Pod) =>
   pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
 
-/** The pid of a container's main process, or undefined (the node agent reports `local://<pid>`). */
+/**
+ * The pid of a container's main process, or undefined: the emulated node reports `local://<pid>`;
+ * on a real node, containerd's runc shim keeps the pid of a running container's init process in
+ * the node's state folder (src/devcluster/real-node/config.ts), for any cluster under .devcluster/.
+ */
 export function containerPidOf(pod: V1Pod, index = 0): number | undefined {
   const id = pod.status?.containerStatuses?.[index]?.containerID ?? "";
-  if (!id.startsWith("local://")) return undefined;
-  const pid = Number(id.slice("local://".length));
-  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  const pid = id.startsWith("local://")
+    ? Number(id.slice("local://".length))
+    : id.startsWith("containerd://")
+      ? containerdInitPid(id.slice("containerd://".length))
+      : undefined;
+  return pid !== undefined && Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+function containerdInitPid(containerId: string): number | undefined {
+  // The default cluster folder is .devcluster itself; others are folders in it.
+  const top = path.join(repoRoot, ".devcluster");
+  for (const cluster of [top, ...readdirOrEmpty(top).map((name) => path.join(top, name))]) {
+    for (const node of readdirOrEmpty(path.join(cluster, "real-node"))) {
+      const { containerdState } = realNodeLayout(cluster, node);
+      const file = path.join(
+        containerdState,
+        "io.containerd.runtime.v2.task",
+        "k8s.io",
+        containerId,
+        "init.pid",
+      );
+      if (existsSync(file)) return Number(readFileSync(file, "utf8"));
+    }
+  }
+  return undefined;
+}
+
+function readdirOrEmpty(dir: string): string[] {
+  return existsSync(dir) && statSync(dir).isDirectory() ? readdirSync(dir) : [];
 }
 
 /** Like containerPidOf, but a pod without a running process is an error. */

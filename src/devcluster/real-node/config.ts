@@ -159,12 +159,15 @@ export interface KubeletOptions {
   caCert: string;
   servingCert: string;
   servingKey: string;
-  /** The kubelet's API (logs, exec) on <nodeIp>:<port>; healthz on 127.0.0.1:<healthzPort>. */
+  /** The kubelet's API (logs, exec) on <nodeIp>:<port>; healthz on <healthzAddress>:<healthzPort>. */
   nodeIp: string;
   port: number;
+  healthzAddress: string;
   healthzPort: number;
   podCidr: string;
   maxPods: number;
+  /** The cluster DNS Service's IP (dns.ts); without it pods resolve with the machine's nameservers. */
+  clusterDns?: string;
 }
 
 /** KubeletConfiguration (kubelet.config.k8s.io/v1beta1) as JSON, which is YAML too. */
@@ -175,7 +178,7 @@ export function kubeletConfig(o: KubeletOptions): string {
     address: o.nodeIp,
     port: o.port,
     readOnlyPort: 0,
-    healthzBindAddress: "127.0.0.1",
+    healthzBindAddress: o.healthzAddress,
     healthzPort: o.healthzPort,
     tlsCertFile: o.servingCert,
     tlsPrivateKeyFile: o.servingKey,
@@ -212,6 +215,7 @@ export function kubeletConfig(o: KubeletOptions): string {
     imageGCHighThresholdPercent: 100,
     imageGCLowThresholdPercent: 99,
     clusterDomain: "cluster.local",
+    ...(o.clusterDns && { clusterDNS: [o.clusterDns] }),
   };
   return JSON.stringify(config, null, 2) + "\n";
 }

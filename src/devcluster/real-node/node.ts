@@ -20,12 +20,11 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { stringify } from "yaml";
 import { ensureRealNodeAssets, type RealNodeBinaryName } from "../assets.js";
 import { writeFileAtomic } from "../files.js";
+import { httpGetOk, kubeconfigYaml } from "../kubeconfig.js";
 import { issueFromCa } from "../pki.js";
 import {
   freePort,
@@ -45,6 +44,8 @@ import {
   type Snapshotter,
 } from "./config.js";
 import { ensureImageTarball, importImage, pauseImage, type StaticImage } from "./images.js";
+import { CLUSTER_DNS_IP } from "./dns.js";
+import { inNodeNetwork, type NodeNetwork } from "./network.js";
 
 export interface RealNodeOptions {
   clusterDir: string;
@@ -68,6 +69,12 @@ export interface RealNodeOptions {
   images?: StaticImage[];
   /** Labels added at registration. */
   labels?: Record<string, string>;
+  /**
+   * The node's own network namespace (network.ts): containerd, the kubelet and kube-proxy run in
+   * it, and it sets the node IP and pod CIDR. Without it the node shares the machine's network and
+   * runs no kube-proxy (its iptables rules would be the machine's).
+   */
+  network?: NodeNetwork;
   log?: (line: string) => void;
 }
 
@@ -127,36 +134,6 @@ function overlayWorks(dir: string): boolean {
   }
 }
 
-function httpOk(url: string): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout: 2000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-  });
-}
-
-function kubeconfigFor(server: string, caCert: string, certPem: string, keyPem: string): string {
-  const b64 = (s: string) => Buffer.from(s).toString("base64");
-  return stringify({
-    apiVersion: "v1",
-    kind: "Config",
-    clusters: [
-      {
-        name: "devcluster",
-        cluster: { server, "certificate-authority-data": b64(readFileSync(caCert, "utf8")) },
-      },
-    ],
-    users: [
-      { name: "node", user: { "client-certificate-data": b64(certPem), "client-key-data": b64(keyPem) } },
-    ],
-    contexts: [{ name: "node", context: { cluster: "devcluster", user: "node" } }],
-    "current-context": "node",
-  });
-}
-
 /** The nameservers of the machine, for pods with dnsPolicy Default (there is no cluster DNS yet). */
 function hostResolvConf(): string {
   try {
@@ -192,8 +169,21 @@ async function bindNodeRole(adminKubeconfig: string, nodeName: string): Promise<
 export async function startRealNode(options: RealNodeOptions): Promise<RealNodeState> {
   const log = options.log ?? console.log;
   const nodeName = options.nodeName ?? DEFAULT_NODE_NAME;
-  const podCidr = options.podCidr ?? DEFAULT_POD_CIDR;
-  const nodeIp = options.nodeIp ?? defaultNodeIp();
+  const { network } = options;
+  const podCidr = network?.podCidr ?? options.podCidr ?? DEFAULT_POD_CIDR;
+  const nodeIp = network?.nodeIp ?? options.nodeIp ?? defaultNodeIp();
+  // In its own namespace the node's loopback is not the machine's: health is checked on the node IP.
+  const healthzAddress = network ? nodeIp : "127.0.0.1";
+  const start = (name: string, binary: string, args: string[]) => {
+    const [command, commandArgs] = network ? inNodeNetwork(network, binary, args) : [binary, args];
+    return startDetached(
+      name,
+      command,
+      commandArgs,
+      path.join(logsDir, `real-node-${nodeName}-${name}.log`),
+      env,
+    );
+  };
   const layout = realNodeLayout(options.clusterDir, nodeName);
   const logsDir = path.join(options.clusterDir, "logs");
 
@@ -208,7 +198,13 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNodeS
     mkdirSync(d, { recursive: true });
 
   const snapshotter = options.snapshotter ?? (overlayWorks(layout.dir) ? "overlayfs" : "native");
-  const [kubeletPort, healthzPort, streamingPort] = await Promise.all([freePort(), freePort(), freePort()]);
+  const [kubeletPort, healthzPort, streamingPort, proxyHealthzPort, proxyMetricsPort] = await Promise.all([
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+  ]);
   const containerdDir = path.dirname(binaries.containerd);
 
   writeFileSync(
@@ -250,13 +246,7 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNodeS
   };
   const save = () => writeFileAtomic(layout.state, JSON.stringify(state, null, 2) + "\n");
   try {
-    const containerd = startDetached(
-      "containerd",
-      binaries.containerd,
-      ["--config", layout.containerdConfig],
-      path.join(logsDir, `real-node-${nodeName}-containerd.log`),
-      env,
-    );
+    const containerd = start("containerd", binaries.containerd, ["--config", layout.containerdConfig]);
     processes.push(containerd);
     save();
     await waitFor(
@@ -273,6 +263,7 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNodeS
       await importImage(binaries.ctr, layout.containerdSocket, tarball, { snapshotter, pinned: i === 0 });
     }
 
+    const caPem = readFileSync(options.caCert, "utf8");
     const client = await issueFromCa(
       options.caCert,
       options.caKey,
@@ -289,7 +280,7 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNodeS
     writeFileSync(servingKey, serving.keyPem, { mode: 0o600 });
     writeFileSync(
       layout.kubeletKubeconfig,
-      kubeconfigFor(options.apiserverUrl, options.caCert, client.certPem, client.keyPem),
+      kubeconfigYaml({ server: options.apiserverUrl, caPem, ...client }),
       { mode: 0o600 },
     );
     writeFileSync(layout.resolvConf, hostResolvConf());
@@ -302,40 +293,66 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNodeS
         servingKey,
         nodeIp,
         port: kubeletPort,
+        healthzAddress,
         healthzPort,
         podCidr,
         maxPods: 32,
+        // In its own namespace the node has kube-proxy, which routes the DNS Service to CoreDNS.
+        ...(network && { clusterDns: CLUSTER_DNS_IP }),
       }),
     );
     await bindNodeRole(options.adminKubeconfig, nodeName);
 
     const labels = { "streamjob.dev/real-node": "true", ...(options.labels ?? {}) };
-    const kubelet = startDetached(
-      "kubelet",
-      binaries.kubelet,
-      [
-        `--config=${layout.kubeletConfig}`,
-        `--kubeconfig=${layout.kubeletKubeconfig}`,
-        `--root-dir=${layout.kubeletRoot}`,
-        `--cert-dir=${layout.kubeletCertDir}`,
-        `--hostname-override=${nodeName}`,
-        `--node-ip=${nodeIp}`,
-        `--node-labels=${Object.entries(labels)
-          .map(([k, v]) => `${k}=${v}`)
-          .join(",")}`,
-        "--v=2",
-      ],
-      path.join(logsDir, `real-node-${nodeName}-kubelet.log`),
-      env,
-    );
+    const kubelet = start("kubelet", binaries.kubelet, [
+      `--config=${layout.kubeletConfig}`,
+      `--kubeconfig=${layout.kubeletKubeconfig}`,
+      `--root-dir=${layout.kubeletRoot}`,
+      `--cert-dir=${layout.kubeletCertDir}`,
+      `--hostname-override=${nodeName}`,
+      `--node-ip=${nodeIp}`,
+      `--node-labels=${Object.entries(labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(",")}`,
+      "--v=2",
+    ]);
     processes.push(kubelet);
     save();
     await waitFor(
       "kubelet healthz",
-      () => httpOk(`http://127.0.0.1:${healthzPort}/healthz`),
+      () => httpGetOk(`http://${healthzAddress}:${healthzPort}/healthz`),
       60_000,
       kubelet.pid,
     );
+    if (network) {
+      // Services: iptables rules in the node's namespace, from its own ServiceAccount-less user,
+      // which the bootstrap policy binds to system:node-proxier.
+      const proxyUser = await issueFromCa(options.caCert, options.caKey, "CN=system:kube-proxy", "client");
+      const proxyKubeconfig = path.join(layout.dir, "kube-proxy.kubeconfig");
+      writeFileSync(proxyKubeconfig, kubeconfigYaml({ server: options.apiserverUrl, caPem, ...proxyUser }), {
+        mode: 0o600,
+      });
+      const proxy = start("kube-proxy", binaries["kube-proxy"], [
+        `--kubeconfig=${proxyKubeconfig}`,
+        `--hostname-override=${nodeName}`,
+        `--cluster-cidr=${podCidr}`,
+        "--proxy-mode=iptables",
+        // 0: leave the machine-wide conntrack settings alone (kind does the same).
+        "--conntrack-max-per-core=0",
+        "--conntrack-tcp-timeout-established=0",
+        "--conntrack-tcp-timeout-close-wait=0",
+        `--healthz-bind-address=${nodeIp}:${proxyHealthzPort}`,
+        `--metrics-bind-address=127.0.0.1:${proxyMetricsPort}`,
+      ]);
+      processes.push(proxy);
+      save();
+      await waitFor(
+        "kube-proxy healthz",
+        () => httpGetOk(`http://${nodeIp}:${proxyHealthzPort}/healthz`),
+        60_000,
+        proxy.pid,
+      );
+    }
     state.startedAfterMs = Date.now() - started;
     save();
     log(`${nodeName}: kubelet healthy ${state.startedAfterMs} ms after containerd started`);
@@ -459,6 +476,8 @@ export async function stopRealNode(options: StopRealNodeOptions): Promise<void> 
     }
   }
   if (kubelet) await stopProcess(kubelet.pid);
+  const proxy = state?.processes.find((p) => p.name === "kube-proxy");
+  if (proxy) await stopProcess(proxy.pid);
 
   if (containerd && isAlive(containerd.pid) && state) {
     const ctr = (...args: string[]) =>

@@ -9,7 +9,9 @@ export { repoRoot, waitFor };
 export { containerPid } from "../../support/pods.js";
 export { isAlive as processAlive } from "../../../src/devcluster/processes.js";
 
-export const testClusterDir = path.join(repoRoot, ".devcluster", "test");
+// The jest project names the cluster (jest.config.js): "test", or "e2e" for the end-to-end tests.
+const clusterName = (globalThis as { STREAMJOB_TEST_CLUSTER?: string }).STREAMJOB_TEST_CLUSTER ?? "test";
+export const testClusterDir = path.join(repoRoot, ".devcluster", clusterName);
 export const testCluster = new LocalCluster(testClusterDir);
 export const kubeconfigPath = testCluster.kubeconfigPath;
 

@@ -153,8 +153,13 @@ describe("plan", () => {
   const failures: Array<[string, ObservedPod[], RegExp]> = [
     [
       "a Failed pod",
+      [pod(1, 0, { phase: "Failed", ready: false, terminated: { exitCode: 1, reason: "Error" } })],
+      /orders-tm-1-0 failed \(exit code 1, Error\)/,
+    ],
+    [
+      "a pod the kernel killed over its memory limit (the kubelet says OOMKilled)",
       [pod(1, 0, { phase: "Failed", ready: false, terminated: { exitCode: 137, reason: "OOMKilled" } })],
-      /failed \(exit code 137, OOMKilled\)/,
+      /orders-tm-1-0 was killed by the kernel for going over its memory limit \(raise spec\.template\.resources\.limits\.memory\) \(exit code 137, OOMKilled\)/,
     ],
     [
       "a pod killed by its liveness probe (as the kubelet reports it: 137, Error)",
