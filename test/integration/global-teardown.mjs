@@ -30,8 +30,16 @@ export async function stopCluster(testClusterDir) {
   if (result.status !== 0) throw new Error(`cluster:down failed (exit ${result.status})`);
   const left = state.processes.filter((p) => alive(p.pid));
   if (left.length > 0) throw new Error(`cluster:down left processes running: ${JSON.stringify(left)}`);
-  const pods = spawnSync("pgrep", ["-f", path.join(testClusterDir, "pods")], {
-    encoding: "utf8",
-  }).stdout.trim();
-  if (pods) throw new Error(`cluster:down left pod processes running: ${pods}`);
+  // The emulated node's pod processes run from <cluster>/pods; a real node's containerd, shims,
+  // kubelet, kube-proxy and CoreDNS name <cluster>/real-node in their arguments.
+  for (const folder of ["pods", "real-node"]) {
+    const left = spawnSync("pgrep", ["-f", path.join(testClusterDir, folder)], {
+      encoding: "utf8",
+    }).stdout.trim();
+    if (left) throw new Error(`cluster:down left processes of ${folder}/ running: ${left}`);
+  }
+  const octet = state.podNetwork?.split(".")[1];
+  const namespaces = spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout ?? "";
+  if (state.node === "real" && new RegExp(`^sjnode${octet}\\b`, "m").test(namespaces))
+    throw new Error(`cluster:down left the node's network namespace sjnode${octet}`);
 }
