@@ -12,9 +12,16 @@ const common = {
   modulePathIgnorePatterns: ["<rootDir>/.devcluster/"],
 };
 
-const E2E_FILES = ["<rootDir>/test/integration/e2e.test.ts", "<rootDir>/test/integration/real-node.test.ts"];
+const E2E_FILES = [
+  "<rootDir>/test/integration/e2e.test.ts",
+  "<rootDir>/test/integration/chaos.test.ts",
+  "<rootDir>/test/integration/real-node.test.ts",
+];
 // real-node.test.ts needs the real node, which DEVCLUSTER_NODE=emulated turns off.
-const E2E = process.env.DEVCLUSTER_NODE === "emulated" ? E2E_FILES.slice(0, 1) : E2E_FILES;
+const E2E =
+  process.env.DEVCLUSTER_NODE === "emulated"
+    ? E2E_FILES.filter((f) => !f.endsWith("real-node.test.ts"))
+    : E2E_FILES;
 
 export default {
   projects: [

@@ -1,9 +1,10 @@
-// A short `npm run chaos` on the test cluster: TaskManager kills, deletions and pauses, operator
-// kills and deletions, MinIO and kube-apiserver paused, two at once; the run's own checks (intact
+// A short `npm run chaos` on the end-to-end tests' cluster, whose node is real (the pods are
+// containers under containerd and runc): TaskManager kills, deletions and pauses, operator kills
+// and deletions, MinIO and kube-apiserver paused, two at once; the run's own checks (intact
 // checkpoints, ids never going back, healthy again in time, exact committed output) must all hold.
-// The verifier itself is shown able to fail in test/unit/chaos/verify.test.ts. It pauses the shared
-// test cluster's MinIO and kube-apiserver for seconds: it relies on jest running integration files
-// one at a time (one worker on this 2-core machine).
+// The verifier itself is shown able to fail in test/unit/chaos/verify.test.ts. It pauses the
+// cluster's MinIO and kube-apiserver for seconds: it relies on jest running the files one at a
+// time (one worker on this 2-core machine).
 import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";

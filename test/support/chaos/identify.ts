@@ -1,9 +1,12 @@
 // Chaos signals only processes positively identified as this cluster's own: a pod's process by the
 // node agent's containerID (`local://<pid>`) and its environment (HOME is the pod's folder under
-// `<cluster>/pods/`, HOSTNAME the pod's name), a control-plane process by the cluster's state file
-// and its command line (the binary, and arguments naming the cluster's folder).
-import { readFileSync, readlinkSync } from "node:fs";
+// `<cluster>/pods/`, HOSTNAME the pod's name), or on a real node as the init process of one of the
+// cluster's containers (its pid in the runc shim's init.pid under the cluster's folder) with that
+// HOSTNAME; a control-plane process by the cluster's state file and its command line (the binary,
+// and arguments naming the cluster's folder).
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import path from "node:path";
+import { realNodeLayout } from "../../../src/devcluster/real-node/config.js";
 
 export interface ProcessFacts {
   pid: number;
@@ -33,25 +36,56 @@ const inside = (dir: string, file: string) => {
   return relative !== "" && !relative.startsWith("..") && !path.isAbsolute(relative);
 };
 
+/** What a pod runs: an entry point under dist/ on the emulated node, a bundled module in the image. */
+export interface PodProgram {
+  entryPoint: string;
+  imageEntry: string;
+}
+
 /**
  * Why `facts` is not the main process of pod `podName` of the cluster in `clusterDir` running
- * `entryPoint` (e.g. "taskmanager/main.js"); undefined when it is.
+ * `program`; undefined when it is. `containerInitPids` are the init processes of the cluster's
+ * real-node containers (`containerInitPids(clusterDir)`).
  */
 export function notPodProcess(
   facts: ProcessFacts | undefined,
   clusterDir: string,
   podName: string,
-  entryPoint: string,
+  program: PodProgram,
+  containerInitPids: readonly number[] = [],
 ): string | undefined {
   if (!facts) return "the process is gone";
+  const inContainer = containerInitPids.includes(facts.pid);
   const home = facts.environ.HOME ?? "";
-  if (!inside(path.join(clusterDir, "pods"), home))
-    return `pid ${facts.pid}: HOME ${home || "(none)"} is not a pod folder of ${clusterDir}`;
+  if (!inContainer && !inside(path.join(clusterDir, "pods"), home))
+    return `pid ${facts.pid}: neither a container of ${clusterDir}'s real node nor HOME in a pod folder (HOME ${home || "(none)"})`;
   if (facts.environ.HOSTNAME !== podName)
     return `pid ${facts.pid}: HOSTNAME ${facts.environ.HOSTNAME ?? "(none)"} is not ${podName}`;
-  if (!facts.cmdline.some((arg) => arg.endsWith(entryPoint)))
-    return `pid ${facts.pid}: ${facts.cmdline.join(" ")} does not run ${entryPoint}`;
+  const entries = inContainer ? [program.entryPoint, program.imageEntry] : [program.entryPoint];
+  if (!facts.cmdline.some((arg) => entries.some((entry) => arg.endsWith(entry))))
+    return `pid ${facts.pid}: ${facts.cmdline.join(" ")} does not run ${entries.join(" or ")}`;
   return undefined;
+}
+
+/** The pids of the running containers of the cluster's real node, as its runc shims record them. */
+export function containerInitPids(clusterDir: string): number[] {
+  const nodes = path.join(clusterDir, "real-node");
+  if (!existsSync(nodes)) return [];
+  return readdirSync(nodes).flatMap((node) => {
+    const tasks = path.join(
+      realNodeLayout(clusterDir, node).containerdState,
+      "io.containerd.runtime.v2.task",
+      "k8s.io",
+    );
+    if (!existsSync(tasks)) return [];
+    return readdirSync(tasks).flatMap((id) => {
+      try {
+        return [Number(readFileSync(path.join(tasks, id, "init.pid"), "utf8"))];
+      } catch {
+        return []; // a sandbox being set up or torn down
+      }
+    });
+  });
 }
 
 /**

@@ -8,7 +8,13 @@ import { readyOperatorPod } from "../operator-release.js";
 import { containerPidOf, isDeleting, jobPodSelector } from "../pods.js";
 import { waitFor } from "../wait.js";
 import type { Hit } from "./faults.js";
-import { notControlPlaneProcess, notPodProcess, readProcessFacts } from "./identify.js";
+import {
+  containerInitPids,
+  notControlPlaneProcess,
+  notPodProcess,
+  readProcessFacts,
+  type PodProgram,
+} from "./identify.js";
 
 export interface ChaosTarget {
   clusterDir: string;
@@ -44,8 +50,8 @@ interface Victim {
   refused?: string;
 }
 
-const TASKMANAGER_ENTRY = "taskmanager/main.js";
-const OPERATOR_ENTRY = "operator/main.js";
+const TASKMANAGER_ENTRY: PodProgram = { entryPoint: "taskmanager/main.js", imageEntry: "taskmanager.mjs" };
+const OPERATOR_ENTRY: PodProgram = { entryPoint: "operator/main.js", imageEntry: "operator.mjs" };
 /** How long a hit waits for its target to exist (a pod may be restarting after the previous fault). */
 const TARGET_TIMEOUT_MS = 60_000;
 
@@ -56,7 +62,7 @@ const TARGET_TIMEOUT_MS = 60_000;
 async function podVictim(
   target: ChaosTarget,
   what: string,
-  entryPoint: string,
+  program: PodProgram,
   candidate: () => Promise<{ name: string; pid: number } | undefined>,
 ): Promise<Victim> {
   return waitFor(
@@ -68,7 +74,13 @@ async function podVictim(
       return {
         pid: pod.pid,
         pod: pod.name,
-        refused: notPodProcess(facts, target.clusterDir, pod.name, entryPoint),
+        refused: notPodProcess(
+          facts,
+          target.clusterDir,
+          pod.name,
+          program,
+          containerInitPids(target.clusterDir),
+        ),
       };
     },
     TARGET_TIMEOUT_MS,

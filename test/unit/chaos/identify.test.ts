@@ -7,9 +7,29 @@ const taskManager = {
   environ: { HOME: `${CLUSTER}/pods/ns_seq-tm-1-0_ab12cd34`, HOSTNAME: "seq-tm-1-0", PATH: "/usr/bin" },
 };
 
+const TASKMANAGER = { entryPoint: "taskmanager/main.js", imageEntry: "taskmanager.mjs" };
+// On a real node: the image's entry module, HOME wherever the image puts it, the pid a runc init.
+const inContainer = {
+  pid: 5151,
+  cmdline: ["/nodejs/bin/node", "taskmanager.mjs"],
+  environ: { HOME: "/home/nonroot", HOSTNAME: "seq-tm-1-0" },
+};
+
 describe("notPodProcess", () => {
   test("the pod's own TaskManager process", () => {
-    expect(notPodProcess(taskManager, CLUSTER, "seq-tm-1-0", "taskmanager/main.js")).toBeUndefined();
+    expect(notPodProcess(taskManager, CLUSTER, "seq-tm-1-0", TASKMANAGER)).toBeUndefined();
+  });
+
+  test("the pod's own TaskManager container on the cluster's real node", () => {
+    expect(notPodProcess(inContainer, CLUSTER, "seq-tm-1-0", TASKMANAGER, [5151])).toBeUndefined();
+  });
+
+  test.each([
+    ["a container that is not one of this cluster's", [4242], /neither a container/],
+    ["another pod's container", [5151], /HOSTNAME seq-tm-1-0 is not seq-tm-9-9/],
+  ])("refuses %s", (_, initPids, reason) => {
+    const podName = initPids.includes(5151) ? "seq-tm-9-9" : "seq-tm-1-0";
+    expect(notPodProcess(inContainer, CLUSTER, podName, TASKMANAGER, initPids)).toMatch(reason);
   });
 
   test.each([
@@ -17,12 +37,12 @@ describe("notPodProcess", () => {
     [
       "another cluster's pod",
       { ...taskManager, environ: { ...taskManager.environ, HOME: "/repo/.devcluster/test/pods/x" } },
-      /is not a pod folder of/,
+      /nor HOME in a pod folder/,
     ],
     [
       "a folder beside the cluster's",
       { ...taskManager, environ: { ...taskManager.environ, HOME: `${CLUSTER}-other/pods/x` } },
-      /is not a pod folder/,
+      /nor HOME in a pod folder/,
     ],
     ["no HOME at all (a pid reused by some other process)", { ...taskManager, environ: {} }, /\(none\)/],
     [
@@ -33,10 +53,10 @@ describe("notPodProcess", () => {
     [
       "another program in the pod",
       { ...taskManager, cmdline: ["sh", "-c", "sleep 1"] },
-      /does not run taskmanager\/main.js/,
+      /does not run taskmanager\/main.js$/,
     ],
   ])("refuses %s", (_, facts, reason) => {
-    expect(notPodProcess(facts, CLUSTER, "seq-tm-1-0", "taskmanager/main.js")).toMatch(reason);
+    expect(notPodProcess(facts, CLUSTER, "seq-tm-1-0", TASKMANAGER)).toMatch(reason);
   });
 });
 
