@@ -29,6 +29,7 @@ import { foldersClosedToOthers } from "./node-agent/images.js";
 import { KAFKA_SECRET_NAME } from "../connectors/kafka/connection.js";
 import { kafkaJavaArgs, writeKafkaConfig } from "./kafka.js";
 import { httpGetOk, writeKubeconfigFromFiles } from "./kubeconfig.js";
+import { buildImages } from "../images/build.js";
 import { loadProjectImages, startScheduler } from "./real-node/cluster-node.js";
 import { startClusterDns } from "./real-node/dns.js";
 import { createNodeNetwork, deleteNodeNetwork, nodeNetwork } from "./real-node/network.js";
@@ -162,6 +163,11 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
   if (existing) await down(() => undefined);
 
   const binaries = await ensureAssets(log);
+  const mode = nodeMode();
+  const realNodeBinaries = mode === "real" ? await ensureRealNodeAssets(log) : undefined;
+  // The real node runs the project's images, which no registry serves here: build them (seconds
+  // when nothing changed) so the node gets the current code.
+  if (mode === "real") await buildImages(log);
   const started = Date.now();
   for (const d of [p.etcdData, p.minioData, p.kafka, p.logs, p.pods, p.pki])
     rmSync(d, { recursive: true, force: true });
@@ -172,8 +178,6 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
     clusterMayRun,
   });
   linkBinaries(p.bin, binaries);
-  const mode = nodeMode();
-  const realNodeBinaries = mode === "real" ? await ensureRealNodeAssets(log) : undefined;
   // The real node's pods reach the cluster's services on the machine's end of the node's link.
   const network = mode === "real" ? await createNodeNetwork(podNetworkOctet) : undefined;
   const serviceHost = network?.hostIp ?? "127.0.0.1";
@@ -377,9 +381,7 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
         network,
         log,
       });
-      const missing = await loadProjectImages(node);
-      if (missing.length > 0)
-        log(`not in the machine's container storage (run \`npm run images\`): ${missing.join(", ")}`);
+      await loadProjectImages(node);
     } else {
       const agentEntry = path.join(repoRoot, "dist", "devcluster", "node-agent", "main.js");
       if (!existsSync(agentEntry)) throw new Error(`${agentEntry} is missing: run \`npm run build\` first`);

@@ -4,7 +4,6 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import type { RealNodeBinaryName } from "../assets.js";
-import { imageExists } from "../../images/podman.js";
 import { exportImage, IMAGES } from "../../images/build.js";
 import { writeKubeconfig } from "../kubeconfig.js";
 import { issueFromCa } from "../pki.js";
@@ -45,18 +44,13 @@ export async function startScheduler(o: SchedulerOptions): Promise<StartedProces
 
 /**
  * Copies the operator and TaskManager images from the machine's container storage (`npm run
- * images`) into the node's containerd, where pods find them with the chart's IfNotPresent.
- * Returns the names of those that were missing.
+ * images`, which cluster:up runs first) into the node's containerd, where pods find them with the
+ * chart's IfNotPresent.
  */
-export async function loadProjectImages(node: RealNodeState): Promise<string[]> {
-  const missing: string[] = [];
+export async function loadProjectImages(node: RealNodeState): Promise<void> {
   const work = mkdtempSync(path.join(node.dir, "images-"));
   try {
     for (const name of Object.values(IMAGES)) {
-      if (!(await imageExists(name))) {
-        missing.push(name);
-        continue;
-      }
       const tarball = path.join(work, "image.tar");
       await exportImage(name, tarball);
       await importImage(node.binaries.ctr, node.containerdSocket, tarball, { snapshotter: node.snapshotter });
@@ -65,5 +59,4 @@ export async function loadProjectImages(node: RealNodeState): Promise<string[]> 
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  return missing;
 }
