@@ -2,6 +2,7 @@
 import path from "node:path";
 import { ensureAssets } from "./assets.js";
 import { clusterDir, down, up } from "./cluster.js";
+import { podNetworkOctet } from "./pod-networks.js";
 import { nodeNetwork } from "./real-node/network.js";
 import { KAFKA_SECRET_NAME } from "../connectors/kafka/connection.js";
 
@@ -33,7 +34,7 @@ async function main(command: string | undefined): Promise<void> {
         `Kafka at ${state.kafkaBootstrapServers} (bootstrapServers in Secret default/${KAFKA_SECRET_NAME})`,
       );
       if (state.node === "real") {
-        const { podCidr } = nodeNetwork(Number(state.podNetwork!.split(".")[1]));
+        const { podCidr } = nodeNetwork(podNetworkOctet(state.podNetwork!));
         console.log(`node: real (kubelet, containerd and runc; kube-proxy, CoreDNS); pods on ${podCidr}`);
       } else if (state.podNetwork) {
         console.log(`node: emulated (pods are host processes); pod addresses from ${state.podNetwork}`);

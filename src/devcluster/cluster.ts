@@ -35,7 +35,13 @@ import { startClusterDns } from "./real-node/dns.js";
 import { createNodeNetwork, deleteNodeNetwork, nodeNetwork } from "./real-node/network.js";
 import { startRealNode, stopRealNode } from "./real-node/node.js";
 import { createPki, type PkiPaths } from "./pki.js";
-import { claimPodNetwork, podNetworkCidr, preferredOctet, releasePodNetwork } from "./pod-networks.js";
+import {
+  claimPodNetwork,
+  podNetworkCidr,
+  podNetworkOctet,
+  preferredOctet,
+  releasePodNetwork,
+} from "./pod-networks.js";
 import { freePort, isAlive, startDetached, stopProcess, waitFor, type StartedProcess } from "./processes.js";
 
 export const nodeName = "devcluster-node";
@@ -172,14 +178,14 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
   for (const d of [p.etcdData, p.minioData, p.kafka, p.logs, p.pods, p.pki])
     rmSync(d, { recursive: true, force: true });
   for (const d of [dir, p.etcdData, p.minioData, p.kafka, p.logs, p.pods]) mkdirSync(d, { recursive: true });
-  const podNetworkOctet = await claimPodNetwork({
+  const octet = await claimPodNetwork({
     clusterDir: dir,
     preferred: preferredOctet(dir, clusterDir({})),
     clusterMayRun,
   });
   linkBinaries(p.bin, binaries);
   // The real node's pods reach the cluster's services on the machine's end of the node's link.
-  const network = mode === "real" ? await createNodeNetwork(podNetworkOctet) : undefined;
+  const network = mode === "real" ? await createNodeNetwork(octet) : undefined;
   const serviceHost = network?.hostIp ?? "127.0.0.1";
   const pki = await createPki(p.pki, network ? [serviceHost] : []);
 
@@ -206,7 +212,7 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
     etcdUrl,
     minioEndpoint,
     kafkaBootstrapServers,
-    podNetwork: podNetworkCidr(podNetworkOctet),
+    podNetwork: podNetworkCidr(octet),
     kubeconfig: p.kubeconfig,
     processes,
     startedAt: new Date(started).toISOString(),
@@ -397,7 +403,7 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
           // The apiserver's certificate also names 127.0.0.1, where the node agent listens.
           DEVCLUSTER_KUBELET_CERT: pki.apiserverCert,
           DEVCLUSTER_KUBELET_KEY: pki.apiserverKey,
-          DEVCLUSTER_POD_NETWORK_OCTET: String(podNetworkOctet),
+          DEVCLUSTER_POD_NETWORK_OCTET: String(octet),
         }),
       );
     }
@@ -431,45 +437,28 @@ export async function up(log: (line: string) => void = console.log): Promise<UpR
       },
       60_000,
     );
-    await core.createNamespacedSecret({
-      namespace: "default",
-      body: {
-        metadata: {
-          name: STORAGE_SECRET_NAME,
-          labels: { "app.kubernetes.io/part-of": "streamjob-devcluster" },
-        },
-        type: "Opaque",
-        stringData: { endpoint: minioEndpoint, accessKey: minioUser, secretKey: minioPassword },
+    // Where the cluster's storage and Kafka are, for jobs in namespace default; the same broker
+    // also behind SASL/PLAIN, for jobs that log in (and a wrong password to be refused).
+    const secrets: Record<string, Record<string, string>> = {
+      [STORAGE_SECRET_NAME]: { endpoint: minioEndpoint, accessKey: minioUser, secretKey: minioPassword },
+      [KAFKA_SECRET_NAME]: { bootstrapServers: kafkaBootstrapServers },
+      [KAFKA_SASL_SECRET_NAME]: {
+        bootstrapServers: `${serviceHost}:${kafkaSaslPort}`,
+        username: kafkaUser.username,
+        password: kafkaUser.password,
+        saslMechanism: "PLAIN",
       },
-    });
-    await core.createNamespacedSecret({
-      namespace: "default",
-      body: {
-        metadata: {
-          name: KAFKA_SECRET_NAME,
-          labels: { "app.kubernetes.io/part-of": "streamjob-devcluster" },
+    };
+    for (const [name, stringData] of Object.entries(secrets)) {
+      await core.createNamespacedSecret({
+        namespace: "default",
+        body: {
+          metadata: { name, labels: { "app.kubernetes.io/part-of": "streamjob-devcluster" } },
+          type: "Opaque",
+          stringData,
         },
-        type: "Opaque",
-        stringData: { bootstrapServers: kafkaBootstrapServers },
-      },
-    });
-    // The same broker behind SASL/PLAIN, for jobs that log in (and a wrong password to be refused).
-    await core.createNamespacedSecret({
-      namespace: "default",
-      body: {
-        metadata: {
-          name: KAFKA_SASL_SECRET_NAME,
-          labels: { "app.kubernetes.io/part-of": "streamjob-devcluster" },
-        },
-        type: "Opaque",
-        stringData: {
-          bootstrapServers: `${serviceHost}:${kafkaSaslPort}`,
-          username: kafkaUser.username,
-          password: kafkaUser.password,
-          saslMechanism: "PLAIN",
-        },
-      },
-    });
+      });
+    }
     const exited = processes.filter((proc) => !isAlive(proc.pid));
     if (exited.length > 0) throw new Error(`${exited.map((x) => x.name).join(", ")} exited during start-up`);
     state.readyAfterMs = Date.now() - started;
@@ -529,8 +518,8 @@ export async function down(log: (line: string) => void = console.log): Promise<v
     log(`stopped ${proc.name} (pid ${proc.pid})`);
   }
   await stopLeftoverPods(paths(dir).pods);
-  const octet = Number(state.podNetwork?.split(".")[1]);
-  if (state.node === "real" && octet) deleteNodeNetwork(nodeNetwork(octet));
+  if (state.node === "real" && state.podNetwork)
+    deleteNodeNetwork(nodeNetwork(podNetworkOctet(state.podNetwork)));
   await releasePodNetwork({ clusterDir: dir });
   rmSync(paths(dir).state, { force: true });
 }

@@ -15,7 +15,7 @@ export interface KubeconfigOptions {
   namespace?: string;
 }
 
-export function kubeconfigYaml(o: KubeconfigOptions): string {
+function kubeconfigYaml(o: KubeconfigOptions): string {
   const b64 = (pem: string) => Buffer.from(pem).toString("base64");
   return stringify({
     apiVersion: "v1",

@@ -45,6 +45,11 @@ export function podNetworkCidr(octet: number): string {
   return `127.${octet}.0.0/16`;
 }
 
+/** The octet a cluster claimed, from its recorded block (podNetworkCidr's inverse). */
+export function podNetworkOctet(cidr: string): number {
+  return Number(cidr.split(".")[1]);
+}
+
 /**
  * The block a folder tries first: 1 for the default cluster (so its addresses stay 127.1.x.y), a
  * stable one from the folder's path for any other, so a folder usually gets the same block back.

@@ -7,6 +7,7 @@
 import path from "node:path";
 import type { StreamJob } from "../../src/api/streamjob.js";
 import { readState } from "../../src/devcluster/cluster.js";
+import { podNetworkOctet } from "../../src/devcluster/pod-networks.js";
 import { nodeNetwork } from "../../src/devcluster/real-node/network.js";
 import { IMAGES } from "../../src/images/build.js";
 import { MinioObjectStore } from "../../src/storage/minio-object-store.js";
@@ -75,7 +76,7 @@ test("the node is real: kubectl get nodes -o wide shows containerd://, the opera
 
   const { name } = await operator.pod();
   const pod = await core.readNamespacedPod({ name, namespace: operatorNs });
-  const { podCidr } = nodeNetwork(Number(cluster.podNetwork!.split(".")[1]));
+  const { podCidr } = nodeNetwork(podNetworkOctet(cluster.podNetwork!));
   expect(pod.status?.podIP?.split(".").slice(0, 3)).toEqual(podCidr.split(".").slice(0, 3));
   expect(pod.status?.containerStatuses?.[0]?.containerID).toMatch(/^containerd:\/\//);
   expect(pod.status?.containerStatuses?.[0]?.image).toBe(IMAGES.operator);

@@ -1,9 +1,9 @@
 // Reading pods of the local cluster: the labels the operator puts on TaskManager pods (named in
 // src/operator/names.ts), readiness, and the process behind a container.
 import type { KubernetesObject, V1Pod } from "@kubernetes/client-node";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
-import { realNodeLayout } from "../../src/devcluster/real-node/config.js";
+import { containerInitPids } from "../../src/devcluster/real-node/node.js";
 import { repoRoot } from "../../src/devcluster/assets.js";
 import { LABELS } from "../../src/operator/names.js";
 
@@ -39,24 +39,12 @@ export function containerPidOf(pod: V1Pod, index = 0): number | undefined {
 function containerdInitPid(containerId: string): number | undefined {
   // The default cluster folder is .devcluster itself; others are folders in it.
   const top = path.join(repoRoot, ".devcluster");
-  for (const cluster of [top, ...readdirOrEmpty(top).map((name) => path.join(top, name))]) {
-    for (const node of readdirOrEmpty(path.join(cluster, "real-node"))) {
-      const { containerdState } = realNodeLayout(cluster, node);
-      const file = path.join(
-        containerdState,
-        "io.containerd.runtime.v2.task",
-        "k8s.io",
-        containerId,
-        "init.pid",
-      );
-      if (existsSync(file)) return Number(readFileSync(file, "utf8"));
-    }
+  const clusters = existsSync(top) ? [top, ...readdirSync(top).map((name) => path.join(top, name))] : [];
+  for (const cluster of clusters) {
+    const pid = containerInitPids(cluster).get(containerId);
+    if (pid !== undefined) return pid;
   }
   return undefined;
-}
-
-function readdirOrEmpty(dir: string): string[] {
-  return existsSync(dir) && statSync(dir).isDirectory() ? readdirSync(dir) : [];
 }
 
 /** Like containerPidOf, but a pod without a running process is an error. */

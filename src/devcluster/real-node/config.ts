@@ -121,8 +121,6 @@ export interface CniOptions {
   layout: RealNodeLayout;
   /** The node's pod addresses, e.g. 10.244.0.0/24; the bridge takes the first one. */
   podCidr: string;
-  /** Masquerade traffic leaving the pod network (an iptables rule in the host's nat table). */
-  ipMasq: boolean;
 }
 
 /** A Linux interface name is at most 15 bytes; derived from the node folder, so unique per node. */
@@ -139,7 +137,9 @@ export function cniConflist(o: CniOptions): string {
         type: "bridge",
         bridge: bridgeName(o.layout),
         isGateway: true,
-        ipMasq: o.ipMasq,
+        // No masquerading: the pods talk only to the cluster's services on the machine, which
+        // route back to the pod CIDR through the node's link.
+        ipMasq: false,
         hairpinMode: true,
         ipam: {
           type: "host-local",

@@ -12,8 +12,8 @@
 // to a ClusterRole like the upstream system:coredns one (list/watch services, endpointslices,
 // namespaces, pods).
 //
-// Files: <clusterDir>/real-node/dns/{Corefile,coredns.kubeconfig,state.json}; log
-// <clusterDir>/logs/coredns.log. Stop it with `stopClusterDns(clusterDir)` (or stopProcess(pid)).
+// Files: <clusterDir>/real-node/dns/{Corefile,coredns.kubeconfig}; log <clusterDir>/logs/coredns.log.
+// The cluster records its process with the others, and cluster:down stops it.
 import {
   KubeConfig,
   KubernetesObjectApi,
@@ -25,8 +25,7 @@ import net from "node:net";
 import { Resolver } from "node:dns/promises";
 import path from "node:path";
 import { ensureRealNodeAssets } from "../assets.js";
-import { writeFileAtomic } from "../files.js";
-import { httpGetOk, kubeconfigYaml } from "../kubeconfig.js";
+import { httpGetOk, writeKubeconfig } from "../kubeconfig.js";
 import { issueFromCa } from "../pki.js";
 import { freePort, startDetached, stopProcess, waitFor, type StartedProcess } from "../processes.js";
 
@@ -137,26 +136,6 @@ export interface ClusterDnsOptions {
   log?: (line: string) => void;
 }
 
-export interface ClusterDnsState {
-  process: StartedProcess;
-  listenIp: string;
-  port: number;
-  healthPort: number;
-  corefile: string;
-}
-
-function stateFile(clusterDir: string): string {
-  return path.join(clusterDnsDir(clusterDir), "state.json");
-}
-
-export function readClusterDnsState(clusterDir: string): ClusterDnsState | undefined {
-  try {
-    return JSON.parse(readFileSync(stateFile(clusterDir), "utf8")) as ClusterDnsState;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The objects written with the admin kubeconfig: RBAC for CoreDNS, the kube-dns Service and its endpoints. */
 export function clusterDnsObjects(listenIp: string, port: number): KubernetesObject[] {
   const labels = { "k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS" };
@@ -237,7 +216,6 @@ export async function startClusterDns(
     throw new Error(`cluster DNS listen address ${o.listenIp}: expected a non-loopback IPv4 address`);
 
   const binary = o.binary ?? (await ensureRealNodeAssets(log)).coredns;
-  await stopClusterDns(o.clusterDir);
   mkdirSync(dir, { recursive: true });
   mkdirSync(logsDir, { recursive: true });
 
@@ -256,7 +234,7 @@ export async function startClusterDns(
   const user = await issueFromCa(caCert, caKey, `CN=${COREDNS_USER}`, "client");
   const kubeconfig = path.join(dir, "coredns.kubeconfig");
   const caPem = readFileSync(caCert, "utf8");
-  writeFileSync(kubeconfig, kubeconfigYaml({ server, caPem, ...user }), { mode: 0o600 });
+  writeKubeconfig(kubeconfig, { server, caPem, ...user });
   const healthPort = await freePort();
   const text = corefile({ listenIp: o.listenIp, port, kubeconfig, upstreams, healthPort });
   const corefilePath = path.join(dir, "Corefile");
@@ -271,14 +249,6 @@ export async function startClusterDns(
     process.env,
     dir,
   );
-  const state: ClusterDnsState = {
-    process: proc,
-    listenIp: o.listenIp,
-    port,
-    healthPort,
-    corefile: corefilePath,
-  };
-  writeFileAtomic(stateFile(o.clusterDir), JSON.stringify(state, null, 2) + "\n");
   try {
     await waitFor("coredns ready", () => httpGetOk(`http://127.0.0.1:${healthPort}/ready`), 60_000, proc.pid);
     // Ready means synced; the DNS listener itself is checked with a query.
@@ -293,29 +263,11 @@ export async function startClusterDns(
     await apply(service!);
     await apply(slice!);
   } catch (err) {
-    await stopClusterDns(o.clusterDir).catch(() => undefined);
+    await stopProcess(proc.pid);
     throw err;
   }
   log(
     `coredns: answering on ${o.listenIp}:${port} in ${Date.now() - started} ms; kube-dns ${CLUSTER_DNS_IP} -> it`,
   );
   return { process: proc, port };
-}
-
-/**
- * Stops the CoreDNS this cluster folder started, if any. The kube-dns Service and EndpointSlice
- * stay (they go with the cluster; a restart rewrites them).
- */
-export async function stopClusterDns(clusterDir: string): Promise<void> {
-  const state = readClusterDnsState(clusterDir);
-  // A stale state file (the machine restarted) may name a pid now someone else's.
-  if (state && commandLine(state.process.pid).includes(state.corefile)) await stopProcess(state.process.pid);
-}
-
-function commandLine(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-  } catch {
-    return [];
-  }
 }

@@ -49,34 +49,6 @@ int main(void) {
 `,
 };
 
-/**
- * Allocates and touches MEMHOG_MIB (argv[1]) MiB one at a time, printing progress, then sleeps:
- * a container that outgrows its memory limit.
- */
-export const memhogImage: StaticImage = {
-  ref: "streamjob.local/memhog:1",
-  binary: "memhog",
-  user: "65532:65532",
-  source: `#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-int main(int argc, char **argv) {
-  long mib = argc > 1 ? atol(argv[1]) : 1024;
-  for (long i = 1; i <= mib; i++) {
-    char *p = malloc(1 << 20);
-    if (!p) { perror("malloc"); return 1; }
-    memset(p, (int)i, 1 << 20);
-    if (i % 16 == 0) { printf("touched %ld MiB\\n", i); fflush(stdout); }
-  }
-  printf("holding %ld MiB\\n", mib);
-  fflush(stdout);
-  for (;;) pause();
-}
-`,
-};
-
 export function imagesCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(path.dirname(assetsCacheDir(env)), "images");
 }

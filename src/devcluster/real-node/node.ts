@@ -20,11 +20,10 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { ensureRealNodeAssets, type RealNodeBinaryName } from "../assets.js";
 import { writeFileAtomic } from "../files.js";
-import { httpGetOk, kubeconfigYaml } from "../kubeconfig.js";
+import { httpGetOk, writeKubeconfig } from "../kubeconfig.js";
 import { issueFromCa } from "../pki.js";
 import {
   freePort,
@@ -43,7 +42,7 @@ import {
   realNodeLayout,
   type Snapshotter,
 } from "./config.js";
-import { ensureImageTarball, importImage, pauseImage, type StaticImage } from "./images.js";
+import { ensureImageTarball, importImage, pauseImage } from "./images.js";
 import { CLUSTER_DNS_IP } from "./dns.js";
 import { inNodeNetwork, type NodeNetwork } from "./network.js";
 
@@ -55,26 +54,12 @@ export interface RealNodeOptions {
   caKey: string;
   /** An admin kubeconfig: binds the node's user to the system:node ClusterRole. */
   adminKubeconfig: string;
-  /** Default devcluster-real. */
-  nodeName?: string;
-  /** Pod addresses of this node; default 10.244.0.0/24. Two nodes on one machine need two. */
-  podCidr?: string;
-  /** The node's InternalIP, where the apiserver reaches the kubelet; default the first non-loopback IPv4. */
-  nodeIp?: string;
-  /** Masquerade pod traffic leaving the bridge (adds a rule to the host's nat table); default false. */
-  ipMasq?: boolean;
-  /** overlayfs when the node folder's filesystem takes it (tried), native otherwise. */
-  snapshotter?: Snapshotter;
-  /** Images imported besides the pause image (pods use them with imagePullPolicy Never). */
-  images?: StaticImage[];
-  /** Labels added at registration. */
-  labels?: Record<string, string>;
+  nodeName: string;
   /**
    * The node's own network namespace (network.ts): containerd, the kubelet and kube-proxy run in
-   * it, and it sets the node IP and pod CIDR. Without it the node shares the machine's network and
-   * runs no kube-proxy (its iptables rules would be the machine's).
+   * it, so kube-proxy's iptables rules are not the machine's; it sets the node IP and pod CIDR.
    */
-  network?: NodeNetwork;
+  network: NodeNetwork;
   log?: (line: string) => void;
 }
 
@@ -93,18 +78,6 @@ export interface RealNodeState {
   binaries: Record<RealNodeBinaryName, string>;
   /** Milliseconds from starting containerd to kubelet healthz. */
   startedAfterMs: number;
-}
-
-export const DEFAULT_NODE_NAME = "devcluster-real";
-export const DEFAULT_POD_CIDR = "10.244.0.0/24";
-
-function defaultNodeIp(): string {
-  for (const addresses of Object.values(os.networkInterfaces())) {
-    const v4 = addresses?.find((a) => a.family === "IPv4" && !a.internal);
-    if (v4) return v4.address;
-  }
-  // The kubelet refuses a loopback node IP; without any other address there is nothing to offer.
-  throw new Error("no non-loopback IPv4 address for the node; pass nodeIp");
 }
 
 function findRuntime(): string {
@@ -168,28 +141,27 @@ async function bindNodeRole(adminKubeconfig: string, nodeName: string): Promise<
 
 export async function startRealNode(options: RealNodeOptions): Promise<RealNodeState> {
   const log = options.log ?? console.log;
-  const nodeName = options.nodeName ?? DEFAULT_NODE_NAME;
-  const { network } = options;
-  const podCidr = network?.podCidr ?? options.podCidr ?? DEFAULT_POD_CIDR;
-  const nodeIp = network?.nodeIp ?? options.nodeIp ?? defaultNodeIp();
-  // In its own namespace the node's loopback is not the machine's: health is checked on the node IP.
-  const healthzAddress = network ? nodeIp : "127.0.0.1";
-  const start = (name: string, binary: string, args: string[]) => {
-    const [command, commandArgs] = network ? inNodeNetwork(network, binary, args) : [binary, args];
-    return startDetached(
+  const { nodeName, network } = options;
+  const { podCidr, nodeIp } = network;
+  /** Starts a node process in the node's namespace and waits until `ready` (its loopback is not the machine's). */
+  const start = async (name: string, binary: string, args: string[], ready: () => Promise<boolean>) => {
+    const [command, commandArgs] = inNodeNetwork(network, binary, args);
+    const proc = startDetached(
       name,
       command,
       commandArgs,
       path.join(logsDir, `real-node-${nodeName}-${name}.log`),
       env,
     );
+    processes.push(proc);
+    save();
+    await waitFor(name, ready, 60_000, proc.pid);
   };
   const layout = realNodeLayout(options.clusterDir, nodeName);
   const logsDir = path.join(options.clusterDir, "logs");
 
   const binaries = await ensureRealNodeAssets(log);
-  const images = [pauseImage, ...(options.images ?? [])];
-  const tarballs = await Promise.all(images.map((image) => ensureImageTarball(image, log)));
+  const pauseTarball = await ensureImageTarball(pauseImage, log);
 
   const previous = readRealNodeState(options.clusterDir, nodeName);
   if (previous) await stopRealNode({ clusterDir: options.clusterDir, nodeName });
@@ -197,7 +169,7 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNodeS
   for (const d of [layout.dir, layout.cniConfDir, layout.kubeletCertDir, layout.podLogsDir, logsDir])
     mkdirSync(d, { recursive: true });
 
-  const snapshotter = options.snapshotter ?? (overlayWorks(layout.dir) ? "overlayfs" : "native");
+  const snapshotter = overlayWorks(layout.dir) ? "overlayfs" : "native";
   const [kubeletPort, healthzPort, streamingPort, proxyHealthzPort, proxyMetricsPort] = await Promise.all([
     freePort(),
     freePort(),
@@ -219,7 +191,7 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNodeS
   );
   writeFileSync(
     path.join(layout.cniConfDir, "10-devcluster-bridge.conflist"),
-    cniConflist({ layout, podCidr, ipMasq: options.ipMasq ?? false }),
+    cniConflist({ layout, podCidr }),
   );
 
   const started = Date.now();
@@ -246,22 +218,12 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNodeS
   };
   const save = () => writeFileAtomic(layout.state, JSON.stringify(state, null, 2) + "\n");
   try {
-    const containerd = start("containerd", binaries.containerd, ["--config", layout.containerdConfig]);
-    processes.push(containerd);
-    save();
-    await waitFor(
-      "containerd",
-      async () => {
-        await runCommand(binaries.ctr, ["--address", layout.containerdSocket, "version"]);
-        return true;
-      },
-      30_000,
-      containerd.pid,
-    );
+    await start("containerd", binaries.containerd, ["--config", layout.containerdConfig], async () => {
+      await runCommand(binaries.ctr, ["--address", layout.containerdSocket, "version"]);
+      return true;
+    });
     log(`${nodeName}: containerd ready in ${Date.now() - started} ms (snapshotter ${snapshotter})`);
-    for (const [i, tarball] of tarballs.entries()) {
-      await importImage(binaries.ctr, layout.containerdSocket, tarball, { snapshotter, pinned: i === 0 });
-    }
+    await importImage(binaries.ctr, layout.containerdSocket, pauseTarball, { snapshotter, pinned: true });
 
     const caPem = readFileSync(options.caCert, "utf8");
     const client = await issueFromCa(
@@ -278,11 +240,7 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNodeS
     const servingKey = path.join(layout.kubeletCertDir, "kubelet.key");
     writeFileSync(servingCert, serving.certPem, { mode: 0o600 });
     writeFileSync(servingKey, serving.keyPem, { mode: 0o600 });
-    writeFileSync(
-      layout.kubeletKubeconfig,
-      kubeconfigYaml({ server: options.apiserverUrl, caPem, ...client }),
-      { mode: 0o600 },
-    );
+    writeKubeconfig(layout.kubeletKubeconfig, { server: options.apiserverUrl, caPem, ...client });
     writeFileSync(layout.resolvConf, hostResolvConf());
     writeFileSync(
       layout.kubeletConfig,
@@ -293,46 +251,43 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNodeS
         servingKey,
         nodeIp,
         port: kubeletPort,
-        healthzAddress,
+        healthzAddress: nodeIp,
         healthzPort,
         podCidr,
         maxPods: 32,
-        // In its own namespace the node has kube-proxy, which routes the DNS Service to CoreDNS.
-        ...(network && { clusterDns: CLUSTER_DNS_IP }),
+        // kube-proxy routes the DNS Service to CoreDNS.
+        clusterDns: CLUSTER_DNS_IP,
       }),
     );
     await bindNodeRole(options.adminKubeconfig, nodeName);
 
-    const labels = { "streamjob.dev/real-node": "true", ...(options.labels ?? {}) };
-    const kubelet = start("kubelet", binaries.kubelet, [
-      `--config=${layout.kubeletConfig}`,
-      `--kubeconfig=${layout.kubeletKubeconfig}`,
-      `--root-dir=${layout.kubeletRoot}`,
-      `--cert-dir=${layout.kubeletCertDir}`,
-      `--hostname-override=${nodeName}`,
-      `--node-ip=${nodeIp}`,
-      `--node-labels=${Object.entries(labels)
-        .map(([k, v]) => `${k}=${v}`)
-        .join(",")}`,
-      "--v=2",
-    ]);
-    processes.push(kubelet);
-    save();
-    await waitFor(
-      "kubelet healthz",
-      () => httpGetOk(`http://${healthzAddress}:${healthzPort}/healthz`),
-      60_000,
-      kubelet.pid,
+    const labels = { "streamjob.dev/real-node": "true" };
+    await start(
+      "kubelet",
+      binaries.kubelet,
+      [
+        `--config=${layout.kubeletConfig}`,
+        `--kubeconfig=${layout.kubeletKubeconfig}`,
+        `--root-dir=${layout.kubeletRoot}`,
+        `--cert-dir=${layout.kubeletCertDir}`,
+        `--hostname-override=${nodeName}`,
+        `--node-ip=${nodeIp}`,
+        `--node-labels=${Object.entries(labels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(",")}`,
+        "--v=2",
+      ],
+      () => httpGetOk(`http://${nodeIp}:${healthzPort}/healthz`),
     );
-    if (network) {
-      // Services: iptables rules in the node's namespace, from its own ServiceAccount-less user,
-      // which the bootstrap policy binds to system:node-proxier.
-      const proxyUser = await issueFromCa(options.caCert, options.caKey, "CN=system:kube-proxy", "client");
-      const proxyKubeconfig = path.join(layout.dir, "kube-proxy.kubeconfig");
-      writeFileSync(proxyKubeconfig, kubeconfigYaml({ server: options.apiserverUrl, caPem, ...proxyUser }), {
-        mode: 0o600,
-      });
-      const proxy = start("kube-proxy", binaries["kube-proxy"], [
+    // Services: iptables rules in the node's namespace, as the user the bootstrap policy binds to
+    // system:node-proxier.
+    const proxyUser = await issueFromCa(options.caCert, options.caKey, "CN=system:kube-proxy", "client");
+    const proxyKubeconfig = path.join(layout.dir, "kube-proxy.kubeconfig");
+    writeKubeconfig(proxyKubeconfig, { server: options.apiserverUrl, caPem, ...proxyUser });
+    await start(
+      "kube-proxy",
+      binaries["kube-proxy"],
+      [
         `--kubeconfig=${proxyKubeconfig}`,
         `--hostname-override=${nodeName}`,
         `--cluster-cidr=${podCidr}`,
@@ -343,16 +298,9 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNodeS
         "--conntrack-tcp-timeout-close-wait=0",
         `--healthz-bind-address=${nodeIp}:${proxyHealthzPort}`,
         `--metrics-bind-address=127.0.0.1:${proxyMetricsPort}`,
-      ]);
-      processes.push(proxy);
-      save();
-      await waitFor(
-        "kube-proxy healthz",
-        () => httpGetOk(`http://${nodeIp}:${proxyHealthzPort}/healthz`),
-        60_000,
-        proxy.pid,
-      );
-    }
+      ],
+      () => httpGetOk(`http://${nodeIp}:${proxyHealthzPort}/healthz`),
+    );
     state.startedAfterMs = Date.now() - started;
     save();
     log(`${nodeName}: kubelet healthy ${state.startedAfterMs} ms after containerd started`);
@@ -363,35 +311,36 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNodeS
   }
 }
 
-/** Waits for the node's Ready condition (the runtime and its CNI network are up). */
-export async function waitRealNodeReady(
-  adminKubeconfig: string,
-  nodeName: string,
-  timeoutMs = 120_000,
-): Promise<void> {
-  const kc = new KubeConfig();
-  kc.loadFromFile(adminKubeconfig);
-  const core = kc.makeApiClient(CoreV1Api);
-  await waitFor(
-    `node ${nodeName} Ready`,
-    async () => {
-      const node = await core.readNode({ name: nodeName });
-      return node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
-    },
-    timeoutMs,
-  );
-}
-
-export function readRealNodeState(
-  clusterDir: string,
-  nodeName = DEFAULT_NODE_NAME,
-): RealNodeState | undefined {
+export function readRealNodeState(clusterDir: string, nodeName: string): RealNodeState | undefined {
   const file = realNodeLayout(clusterDir, nodeName).state;
   try {
     return JSON.parse(readFileSync(file, "utf8")) as RealNodeState;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The running containers of the cluster's real nodes, by container id: the pid of each one's init
+ * process, as its runc shim records it. What tests and the chaos run signal.
+ */
+export function containerInitPids(clusterDir: string): Map<string, number> {
+  const pids = new Map<string, number>();
+  for (const node of safeReaddir(path.join(clusterDir, "real-node"))) {
+    const tasks = path.join(
+      realNodeLayout(clusterDir, node).containerdState,
+      "io.containerd.runtime.v2.task",
+      "k8s.io",
+    );
+    for (const id of safeReaddir(tasks)) {
+      try {
+        pids.set(id, Number(readFileSync(path.join(tasks, id, "init.pid"), "utf8")));
+      } catch {
+        // a sandbox being set up or torn down
+      }
+    }
+  }
+  return pids;
 }
 
 const CONTAINER_LOG_LINKS = "/var/log/containers";
@@ -432,7 +381,7 @@ function mountsUnder(dir: string): string[] {
 
 export interface StopRealNodeOptions {
   clusterDir: string;
-  nodeName?: string;
+  nodeName: string;
   /** With it, the node's pods are deleted first (the kubelet tears their networks down) and so is the Node. */
   adminKubeconfig?: string;
   log?: (line: string) => void;
@@ -440,11 +389,11 @@ export interface StopRealNodeOptions {
 
 /**
  * Stops the node and undoes what it did to the machine: pods' containers and shims, mounts under
- * the node folder, the bridge. Safe to call twice, or on a node that never finished starting.
+ * the node folder (the bridge goes with the node's network namespace). Safe to call twice, or on a node that never finished starting.
  */
 export async function stopRealNode(options: StopRealNodeOptions): Promise<void> {
   const log = options.log ?? (() => undefined);
-  const nodeName = options.nodeName ?? DEFAULT_NODE_NAME;
+  const { nodeName } = options;
   const layout = realNodeLayout(options.clusterDir, nodeName);
   const state = readRealNodeState(options.clusterDir, nodeName);
   const kubelet = state?.processes.find((p) => p.name === "kubelet");
@@ -515,7 +464,6 @@ export async function stopRealNode(options: StopRealNodeOptions): Promise<void> 
     if (spawnSync("umount", [mount], { stdio: "ignore" }).status !== 0)
       spawnSync("umount", ["-l", mount], { stdio: "ignore" });
   }
-  spawnSync("ip", ["link", "delete", bridgeName(layout)], { stdio: "ignore" });
   // The kubelet links every container's log into the machine-wide /var/log/containers and drops
   // the link when it collects the container; links of containers it did not collect yet dangle.
   for (const link of safeReaddir(CONTAINER_LOG_LINKS)) {

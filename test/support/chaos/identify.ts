@@ -4,9 +4,8 @@
 // cluster's containers (its pid in the runc shim's init.pid under the cluster's folder) with that
 // HOSTNAME; a control-plane process by the cluster's state file and its command line (the binary,
 // and arguments naming the cluster's folder).
-import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
 import path from "node:path";
-import { realNodeLayout } from "../../../src/devcluster/real-node/config.js";
 
 export interface ProcessFacts {
   pid: number;
@@ -45,7 +44,7 @@ export interface PodProgram {
 /**
  * Why `facts` is not the main process of pod `podName` of the cluster in `clusterDir` running
  * `program`; undefined when it is. `containerInitPids` are the init processes of the cluster's
- * real-node containers (`containerInitPids(clusterDir)`).
+ * real-node containers (`containerInitPids` of real-node/node.ts).
  */
 export function notPodProcess(
   facts: ProcessFacts | undefined,
@@ -65,27 +64,6 @@ export function notPodProcess(
   if (!facts.cmdline.some((arg) => entries.some((entry) => arg.endsWith(entry))))
     return `pid ${facts.pid}: ${facts.cmdline.join(" ")} does not run ${entries.join(" or ")}`;
   return undefined;
-}
-
-/** The pids of the running containers of the cluster's real node, as its runc shims record them. */
-export function containerInitPids(clusterDir: string): number[] {
-  const nodes = path.join(clusterDir, "real-node");
-  if (!existsSync(nodes)) return [];
-  return readdirSync(nodes).flatMap((node) => {
-    const tasks = path.join(
-      realNodeLayout(clusterDir, node).containerdState,
-      "io.containerd.runtime.v2.task",
-      "k8s.io",
-    );
-    if (!existsSync(tasks)) return [];
-    return readdirSync(tasks).flatMap((id) => {
-      try {
-        return [Number(readFileSync(path.join(tasks, id, "init.pid"), "utf8"))];
-      } catch {
-        return []; // a sandbox being set up or torn down
-      }
-    });
-  });
 }
 
 /**

@@ -8,13 +8,8 @@ import { readyOperatorPod } from "../operator-release.js";
 import { containerPidOf, isDeleting, jobPodSelector } from "../pods.js";
 import { waitFor } from "../wait.js";
 import type { Hit } from "./faults.js";
-import {
-  containerInitPids,
-  notControlPlaneProcess,
-  notPodProcess,
-  readProcessFacts,
-  type PodProgram,
-} from "./identify.js";
+import { containerInitPids } from "../../../src/devcluster/real-node/node.js";
+import { notControlPlaneProcess, notPodProcess, readProcessFacts, type PodProgram } from "./identify.js";
 
 export interface ChaosTarget {
   clusterDir: string;
@@ -74,13 +69,9 @@ async function podVictim(
       return {
         pid: pod.pid,
         pod: pod.name,
-        refused: notPodProcess(
-          facts,
-          target.clusterDir,
-          pod.name,
-          program,
-          containerInitPids(target.clusterDir),
-        ),
+        refused: notPodProcess(facts, target.clusterDir, pod.name, program, [
+          ...containerInitPids(target.clusterDir).values(),
+        ]),
       };
     },
     TARGET_TIMEOUT_MS,

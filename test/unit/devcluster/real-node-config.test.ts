@@ -92,7 +92,7 @@ describe("containerd configuration", () => {
 
 describe("CNI bridge", () => {
   it("gives pods addresses from the node's CIDR on a bridge named after the node folder", () => {
-    const conflist = JSON.parse(cniConflist({ layout, podCidr: "10.244.7.0/24", ipMasq: false })) as {
+    const conflist = JSON.parse(cniConflist({ layout, podCidr: "10.244.7.0/24" })) as {
       plugins: Array<{ type: string; bridge?: string; isGateway?: boolean; ipam?: unknown }>;
     };
     const bridge = conflist.plugins.find((p) => p.type === "bridge")!;
