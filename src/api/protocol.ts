@@ -192,6 +192,16 @@ export const CheckpointAck = z.object({
   syncDurationMs: DurationMs,
   /** Time spent uploading after processing resumed. */
   asyncDurationMs: DurationMs,
+  /**
+   * Optional, dataflows only: the longest time one of the task's stages held input channels back
+   * waiting for the barrier on the others (docs/protocol.md, "Barriers").
+   */
+  alignmentDurationMs: DurationMs.optional(),
+  /**
+   * Optional, dataflows only: per stage (`source` and each keyed stage's id), the share of the time
+   * since the task's previous cut it waited for credit to send downstream: 0 none, 1 all the time.
+   */
+  backpressure: z.record(z.string().min(1).max(63), z.number().min(0).max(1)).optional(),
 });
 export type CheckpointAck = z.infer<typeof CheckpointAck>;
 
@@ -229,6 +239,30 @@ export const ReceivedCheckpointResult = z.preprocess(
   CheckpointResult,
 );
 
+/**
+ * PUT /v1/peers: the TaskManagers of the epoch, so a dataflow's tasks can open the exchange
+ * (docs/protocol.md, "The exchange"). One entry per task index 0…parallelism-1.
+ */
+export const PeersRequest = z.object({
+  epoch: Epoch,
+  peers: z
+    .array(z.object({ taskIndex: TaskIndex, url: z.url({ protocol: /^http$/ }) }))
+    .min(1)
+    .max(MAX_PARALLELISM_UPPER_BOUND),
+});
+export type PeersRequest = z.infer<typeof PeersRequest>;
+
+/** Per stage of a dataflow, in `/v1/status`. */
+const DataflowStageStatus = z.object({
+  stageId: z.string(),
+  recordsProcessed: z.int().nonnegative(),
+  /** Share of the time since the task's latest cut the stage waited for credit. */
+  backpressure: z.number().min(0).max(1),
+  /** Buffers waiting in the stage's input channels. */
+  queuedBuffers: z.int().nonnegative(),
+  lastAlignmentMs: DurationMs.optional(),
+});
+
 /** GET /v1/status */
 export const TaskManagerStatus = z.object({
   protocolVersion: z.literal(PROTOCOL_VERSION),
@@ -247,6 +281,14 @@ export const TaskManagerStatus = z.object({
   recordsProcessed: z.int().nonnegative(),
   /** Optional: the task's lag per source partition now, as in an ack's `sourceLag`. */
   sourceLag: SourceOffsets.optional(),
+  /** Dataflows only: whether the peers are known, why processing halted if it did, each stage. */
+  dataflow: z
+    .object({
+      peersKnown: z.boolean(),
+      halted: z.string().optional(),
+      stages: z.array(DataflowStageStatus),
+    })
+    .optional(),
 });
 export type TaskManagerStatus = z.infer<typeof TaskManagerStatus>;
 

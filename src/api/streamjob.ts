@@ -247,6 +247,10 @@ export const StreamJobStatus = z.object({
   latestCheckpoint: CompletedCheckpoint.extend({
     /** Records the checkpoint's cut was behind its sources' ends, summed; absent when unknown. */
     sourceLag: z.int().min(0).optional(),
+    /** Dataflows: the longest a task held input back waiting for the checkpoint's barriers. */
+    alignmentDurationMs: z.int().min(0).optional(),
+    /** Dataflows: per stage, the highest share of time a TaskManager's stage waited for credit. */
+    backpressure: z.record(z.string(), z.number().min(0).max(1)).optional(),
   }).optional(),
   latestSavepoint: CompletedCheckpoint.extend({ nonce: z.string().optional() }).optional(),
   lastRestore: z.object({ checkpointId: z.int().min(1), path: z.string().min(1), at: Timestamp }).optional(),

@@ -34,6 +34,12 @@ export interface CompletedCheckpoint {
   sizeBytes: number;
   /** Per source partition, how far the cut was behind the source's end, when the tasks knew it. */
   sourceLag?: Record<string, number>;
+  /** Dataflows: the longest a task held input channels back waiting for the barrier on the others. */
+  alignmentDurationMs?: number;
+  /** Dataflows: per stage, the highest share of time a task's stage waited for credit to send downstream. */
+  backpressure?: Record<string, number>;
+  /** Dataflows: the same per task index, as each task reported it. */
+  backpressureByTask?: Record<number, Record<string, number>>;
 }
 
 export type CheckpointOutcome =
@@ -353,6 +359,8 @@ export class CheckpointCoordinator {
     this.manifests.set(pending.manifestKey, manifest);
     const completedAt = this.options.clock.now();
     const sourceLag = pending.sourceLag();
+    const alignmentDurationMs = pending.alignmentDurationMs();
+    const backpressureByTask = pending.backpressureByTask();
     return {
       state: "completed",
       checkpoint: {
@@ -365,6 +373,8 @@ export class CheckpointCoordinator {
         durationMs: completedAt - pending.triggeredAt,
         sizeBytes: manifest.parts.reduce((sum, part) => sum + part.sizeBytes, 0),
         ...(sourceLag && { sourceLag }),
+        ...(alignmentDurationMs !== undefined && { alignmentDurationMs }),
+        ...(backpressureByTask && { backpressure: pending.backpressure(), backpressureByTask }),
       },
     };
   }

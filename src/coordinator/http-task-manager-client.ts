@@ -8,6 +8,7 @@ import {
   TaskManagerStatus,
   type AbortCheckpointRequest,
   type NotifyCompleteRequest,
+  type PeersRequest,
   type TriggerCheckpointRequest,
 } from "../api/protocol.js";
 import { TaskManagerCallError, type TaskManagerClient } from "./interfaces.js";
@@ -62,6 +63,10 @@ export class HttpTaskManagerClient implements TaskManagerClient {
     return this.parse(TaskManagerStatus, await this.call("GET", "/v1/status", 200, { signal }));
   }
 
+  async setPeers(request: PeersRequest, signal?: AbortSignal): Promise<void> {
+    await this.call("PUT", "/v1/peers", 204, { body: request, signal });
+  }
+
   private parse<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
     const parsed = schema.safeParse(body);
     if (!parsed.success) {
@@ -74,7 +79,7 @@ export class HttpTaskManagerClient implements TaskManagerClient {
   }
 
   private async call(
-    method: "GET" | "POST",
+    method: "GET" | "POST" | "PUT",
     path: string,
     expected: number,
     {

@@ -9,6 +9,7 @@ import type {
   CheckpointResult,
   JobRef,
   NotifyCompleteRequest,
+  PeersRequest,
   TaskManagerStatus,
   TriggerCheckpointRequest,
 } from "../api/protocol.js";
@@ -47,9 +48,9 @@ export class TaskManagerCallError extends Error {
 
 /**
  * HTTP client for one TaskManager (one task index) of the current epoch. Every method rejects when
- * the call did not get its success status (202 for trigger, 200 otherwise, 204 for complete/abort),
- * with a TaskManagerCallError naming the HTTP status and the TaskManager's `error` text, or the
- * network failure. `signal` cancels the call at once (the coordinator stopping).
+ * the call did not get its success status (202 for trigger, 204 for complete, abort and peers, 200
+ * otherwise), with a TaskManagerCallError naming the HTTP status and the TaskManager's `error` text,
+ * or the network failure. `signal` cancels the call at once (the coordinator stopping).
  */
 export interface TaskManagerClient {
   readonly taskIndex: number;
@@ -71,6 +72,8 @@ export interface TaskManagerClient {
   abort(request: AbortCheckpointRequest, signal?: AbortSignal): Promise<void>;
   /** GET /v1/status */
   status(signal?: AbortSignal): Promise<TaskManagerStatus>;
+  /** PUT /v1/peers: the epoch's TaskManagers, which a dataflow's tasks wait for before they are ready. */
+  setPeers(request: PeersRequest, signal?: AbortSignal): Promise<void>;
 }
 
 /** One checkpoint or savepoint directory found in storage, whether or not it has a manifest. */

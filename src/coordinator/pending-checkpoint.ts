@@ -230,6 +230,30 @@ export class PendingCheckpoint {
     return reported.length === 0 ? undefined : Object.fromEntries(reported);
   }
 
+  /** The longest alignment any task reported; undefined when none did (not a dataflow). */
+  alignmentDurationMs(): number | undefined {
+    const reported = [...this.acks.values()].flatMap((ack) => ack.alignmentDurationMs ?? []);
+    return reported.length === 0 ? undefined : Math.max(...reported);
+  }
+
+  /** Per stage, the highest backpressure any task reported; undefined when none did. */
+  backpressure(): Record<string, number> | undefined {
+    const byTask = this.backpressureByTask();
+    if (byTask === undefined) return undefined;
+    const highest: Record<string, number> = {};
+    for (const [stage, ratio] of Object.values(byTask).flatMap((stages) => Object.entries(stages)))
+      highest[stage] = Math.max(highest[stage] ?? 0, ratio);
+    return highest;
+  }
+
+  /** Each task's reported backpressure per stage, by task index; undefined when no task reported one. */
+  backpressureByTask(): Record<number, Record<string, number>> | undefined {
+    const reported = [...this.acks.values()].flatMap((ack) =>
+      ack.backpressure ? [[ack.taskIndex, ack.backpressure] as const] : [],
+    );
+    return reported.length === 0 ? undefined : Object.fromEntries(reported);
+  }
+
   /** Records that the manifest PUT succeeded: the checkpoint is durable. */
   markCompleted(): void {
     if (this.currentState !== "committing") {

@@ -18,6 +18,12 @@ import {
 } from "./names.js";
 
 export const TASKMANAGER_PORT = 8080;
+
+/** Where the coordinator and the TaskManager's peers reach it: its API's base URL. */
+export function taskManagerUrl(podIP: string): string {
+  return `http://${podIP.includes(":") ? `[${podIP}]` : podIP}:${TASKMANAGER_PORT}`;
+}
+
 /** The UID of the distroless "nonroot" user, which the TaskManager image runs as. */
 export const TASKMANAGER_UID = 65532;
 const TERMINATION_GRACE_PERIOD_SECONDS = 30;

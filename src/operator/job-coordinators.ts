@@ -18,7 +18,7 @@ import {
 import { CheckpointIdCounter } from "../coordinator/checkpoint-id-counter.js";
 import type { HttpTaskManagerClientOptions } from "../coordinator/http-task-manager-client.js";
 import type { SnapshotStore, TaskManagerClient, Timers } from "../coordinator/interfaces.js";
-import { TASKMANAGER_PORT } from "./desired.js";
+import { taskManagerUrl } from "./desired.js";
 import { isConflict, type KubeGateway } from "./kube-gateway.js";
 import type { OperatorMetrics } from "./metrics.js";
 import type { ObservedPod, SnapshotObservation } from "./planner.js";
@@ -142,12 +142,7 @@ export class JobCoordinators {
       .sort((a, b) => (a.taskIndex ?? 0) - (b.taskIndex ?? 0))
       .map((pod, taskIndex) => {
         if (!pod.podIP) throw new Error(`TaskManager ${pod.name} has no IP yet`);
-        const host = pod.podIP.includes(":") ? `[${pod.podIP}]` : pod.podIP;
-        return this.deps.connect({
-          taskIndex,
-          baseUrl: `http://${host}:${TASKMANAGER_PORT}`,
-          token: input.token,
-        });
+        return this.deps.connect({ taskIndex, baseUrl: taskManagerUrl(pod.podIP), token: input.token });
       });
     let leftoverIds: number[] = [];
     if (!state.ids) {
@@ -327,10 +322,7 @@ export class JobCoordinators {
       completedAt: new Date(checkpoint.completedAt).toISOString(),
       durationMs: Math.round(checkpoint.durationMs),
       sizeBytes: checkpoint.sizeBytes,
-      ...(!savepoint &&
-        checkpoint.sourceLag && {
-          sourceLag: Object.values(checkpoint.sourceLag).reduce((sum, lag) => sum + lag, 0),
-        }),
+      ...(!savepoint && checkpointFigures(checkpoint)),
     };
     const nonce = state.snapshot?.purpose.startsWith("nonce:") ? state.snapshot.purpose.slice(6) : undefined;
     const written = await this.writeCheckpointStatus(job, state, (stored) =>
@@ -346,7 +338,12 @@ export class JobCoordinators {
     this.deps.metrics.checkpointDuration.observe(labels, checkpoint.durationMs / 1000);
     this.deps.metrics.checkpointSize.set(labels, checkpoint.sizeBytes);
     this.deps.metrics.checkpointsCompleted.inc(labels);
-    if (!savepoint) this.deps.metrics.setSourceLag(ref.namespace, ref.name, checkpoint.sourceLag ?? {});
+    if (!savepoint) {
+      this.deps.metrics.setSourceLag(ref.namespace, ref.name, checkpoint.sourceLag ?? {});
+      this.deps.metrics.setBackpressure(ref.namespace, ref.name, checkpoint.backpressureByTask ?? {});
+      if (checkpoint.alignmentDurationMs !== undefined)
+        this.deps.metrics.alignmentDuration.observe(ref, checkpoint.alignmentDurationMs / 1000);
+    }
     if (written.latestCheckpoint) this.deps.metrics.latestCheckpointId.set(ref, written.latestCheckpoint.id);
     void this.event(
       job,
@@ -394,9 +391,28 @@ export class JobCoordinators {
   }
 }
 
-/** A savepoint carries its nonce, a checkpoint its sources' lag. */
-type CheckpointRecord = NonNullable<CheckpointStatus["latestSavepoint"]> &
-  Pick<NonNullable<CheckpointStatus["latestCheckpoint"]>, "sourceLag">;
+/** The figures a checkpoint's record carries beyond a savepoint's: lag, alignment, backpressure. */
+type CheckpointFigures = Pick<
+  NonNullable<CheckpointStatus["latestCheckpoint"]>,
+  "sourceLag" | "alignmentDurationMs" | "backpressure"
+>;
+
+/** A savepoint carries its nonce, a checkpoint its figures. */
+type CheckpointRecord = NonNullable<CheckpointStatus["latestSavepoint"]> & CheckpointFigures;
+
+/** The figures the tasks reported, for status: the lag summed, backpressure to a thousandth. */
+function checkpointFigures(checkpoint: CompletedCheckpoint): CheckpointFigures {
+  const { sourceLag, alignmentDurationMs, backpressure } = checkpoint;
+  return {
+    ...(sourceLag && { sourceLag: Object.values(sourceLag).reduce((sum, lag) => sum + lag, 0) }),
+    ...(alignmentDurationMs !== undefined && { alignmentDurationMs }),
+    ...(backpressure && {
+      backpressure: Object.fromEntries(
+        Object.entries(backpressure).map(([stage, ratio]) => [stage, Math.round(ratio * 1000) / 1000]),
+      ),
+    }),
+  };
+}
 
 /**
  * The status fields after a completed checkpoint or savepoint, derived from what is stored: one

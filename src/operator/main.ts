@@ -7,7 +7,10 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { SecretStorageResolver } from "./checkpoint-storage.js";
 import { loadConfig } from "./config.js";
-import { HttpTaskManagerClient } from "../coordinator/http-task-manager-client.js";
+import {
+  HttpTaskManagerClient,
+  type HttpTaskManagerClientOptions,
+} from "../coordinator/http-task-manager-client.js";
 import { systemTimers } from "../coordinator/interfaces.js";
 import { Controller } from "./controller/controller.js";
 import { leaseApi, LeaderElector } from "./controller/leader-election.js";
@@ -28,9 +31,10 @@ async function main(): Promise<void> {
 
   let controller: Controller | undefined = undefined;
   const enqueue = (key: string) => controller?.queue.add(key);
+  const connect = (options: HttpTaskManagerClientOptions) => new HttpTaskManagerClient(options);
   const coordinators = new JobCoordinators({
     gateway,
-    connect: (options) => new HttpTaskManagerClient(options),
+    connect,
     enqueue,
     metrics,
     log,
@@ -41,6 +45,7 @@ async function main(): Promise<void> {
     gateway,
     storage: new SecretStorageResolver(gateway),
     coordinators,
+    connect,
     metrics,
     log,
     now,

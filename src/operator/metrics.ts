@@ -40,6 +40,21 @@ export class OperatorMetrics {
   });
   /** Per job ("namespace/name"), the partitions with a sourceLag series, so they can be removed. */
   private readonly lagPartitions = new Map<string, Set<string>>();
+  readonly alignmentDuration = new Histogram({
+    name: "streamjob_checkpoint_alignment_duration_seconds",
+    help: "Longest time a task held input back waiting for a completed checkpoint's barriers (dataflows)",
+    labelNames: ["namespace", "name"] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly backpressure = new Gauge({
+    name: "streamjob_backpressure_ratio",
+    help: "Share of the time before the latest checkpoint a TaskManager's stage waited for credit to send downstream (dataflows)",
+    labelNames: ["namespace", "name", "task", "stage"] as const,
+    registers: [this.registry],
+  });
+  /** Per job ("namespace/name"), the label sets of its backpressure series, so they can be removed. */
+  private readonly backpressureSeries = new Map<string, { task: string; stage: string }[]>();
 
   readonly latestCheckpointId = new Gauge({
     name: "streamjob_latest_checkpoint_id",
@@ -91,6 +106,24 @@ export class OperatorMetrics {
     this.lagPartitions.set(key, new Set(Object.keys(lag)));
   }
 
+  /** Every TaskManager's backpressure per stage, as the latest checkpoint reported it; other series go. */
+  setBackpressure(
+    namespace: string,
+    name: string,
+    byTask: Readonly<Record<number, Readonly<Record<string, number>>>>,
+  ): void {
+    const key = `${namespace}/${name}`;
+    for (const series of this.backpressureSeries.get(key) ?? [])
+      this.backpressure.remove({ namespace, name, ...series });
+    const set = Object.entries(byTask).flatMap(([task, stages]) =>
+      Object.entries(stages).map(([stage, ratio]) => {
+        this.backpressure.set({ namespace, name, task, stage }, ratio);
+        return { task, stage };
+      }),
+    );
+    this.backpressureSeries.set(key, set);
+  }
+
   /** Drops the series of a job that no longer exists. */
   forgetJob(namespace: string, name: string): void {
     const kinds = ["checkpoint", "savepoint"];
@@ -105,6 +138,9 @@ export class OperatorMetrics {
     this.latestCheckpointId.remove({ namespace, name });
     this.setSourceLag(namespace, name, {});
     this.lagPartitions.delete(`${namespace}/${name}`);
+    this.alignmentDuration.remove({ namespace, name });
+    this.setBackpressure(namespace, name, {});
+    this.backpressureSeries.delete(`${namespace}/${name}`);
     this.restarts.remove({ namespace, name });
   }
 }

@@ -7,6 +7,8 @@
 //   DeletePod          delete one pod (not-found is success)
 //   StartCoordinator   make sure a coordinator runs for exactly this epoch and parallelism
 //   StopCoordinator    stop the job's coordinator, aborting its pending checkpoint
+//   SendPeers          tell every TaskManager of the epoch where the others are (PUT /v1/peers); a
+//                      TaskManager that does not get it is no failure: the next pass sends again
 //   TakeSnapshot       ask the coordinator for a checkpoint or savepoint tagged with `purpose`; its
 //                      result comes back as Observed.snapshot on a later pass
 //   RecordEvent        a Kubernetes Event for `kubectl describe` (status.ts adds the events a status
@@ -27,13 +29,16 @@
 // - Failed is terminal for the spec that failed: only a spec change redeploys.
 // - Waiting is not polling: pod events and the coordinator (a snapshot finished, the failure manager
 //   gave up) wake the job; a plan asks to look again only at a deadline no event marks (a pod's
-//   readiness timeout, the end of a restart backoff, the next retry while degraded).
+//   readiness timeout, the end of a restart backoff, the next retry while degraded), and within a
+//   second while the epoch's TaskManagers all have an IP but are not all ready: a dataflow's stay
+//   unready until they have their peers, and one that was not listening yet missed the last send.
 // - A TaskManager that exits with EXIT_CONFIGURATION_ERROR cannot start as the spec says: the job
 //   is Failed at once (ConfigurationError), with the TaskManager's termination message; no restart.
 import type { V1Pod } from "@kubernetes/client-node";
 import { parseDuration } from "../api/duration.js";
+import type { PeersRequest } from "../api/protocol.js";
 import type { Phase, StreamJob } from "../api/streamjob.js";
-import { desiredChildren, type RestoreTarget } from "./desired.js";
+import { desiredChildren, taskManagerUrl, type RestoreTarget } from "./desired.js";
 import { classifySpecChanges, strongestSpecChange } from "./spec-changes.js";
 import { EXIT_CONFIGURATION_ERROR } from "../taskmanager/config/environment.js";
 
@@ -92,6 +97,7 @@ export type Action =
   | { type: "DeletePod"; name: string; reason: string }
   | { type: "StartCoordinator"; epoch: number; parallelism: number }
   | { type: "StopCoordinator"; reason: string }
+  | ({ type: "SendPeers" } & PeersRequest)
   | { type: "TakeSnapshot"; kind: "checkpoint" | "savepoint"; purpose: string }
   | {
       type: "RecordEvent";
@@ -129,6 +135,9 @@ export interface PlannerOptions {
 }
 
 const DEFAULT_PLANNER_OPTIONS: PlannerOptions = { unreadyTimeoutMs: 60_000 };
+
+/** How soon the peers go out again while the TaskManagers they are for are not all ready. */
+export const PEERS_RESEND_MS = 1_000;
 
 const IMAGE_FAILURES = new Set(["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"]);
 
@@ -351,6 +360,10 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
   if (!running) {
     const unready = current.filter((pod) => !pod.ready);
     const deadline = Math.min(...unready.map((pod) => pod.readySince + options.unreadyTimeoutMs));
+    const peers = peersOf(current, base.parallelism);
+    if (peers) actions.push({ type: "SendPeers", epoch, peers });
+    // A pod that stays unready sends no event: look again when it would count as failed.
+    const requeueAfterMs = Math.min(Math.max(deadline - now, 0), peers ? PEERS_RESEND_MS : Infinity);
     const waiting = `waiting for ${unready.length} of ${base.parallelism} TaskManagers to become ready`;
     // After a failure, keep saying which one until the job runs again: the Ready condition is
     // where `kubectl describe` and `kubectl wait` readers look, and the events scroll away.
@@ -361,8 +374,7 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
       : "";
     return {
       ...(failed ? waitFor("Restarting", `${why}; ${waiting}`) : waitFor("Starting", waiting)),
-      // A pod that stays unready sends no event: look again when it would count as failed.
-      ...(Number.isFinite(deadline) && { requeueAfterMs: Math.max(deadline - now, 0) }),
+      ...(Number.isFinite(requeueAfterMs) && { requeueAfterMs }),
     };
   }
   actions.push({ type: "StartCoordinator", epoch, parallelism: base.parallelism });
@@ -383,6 +395,17 @@ export function plan(observed: Observed, options: PlannerOptions = DEFAULT_PLANN
     message: `${base.parallelism} TaskManagers running epoch ${epoch}`,
     reconciled: true,
   };
+}
+
+/** Every task's TaskManager in the epoch, once each has an IP; undefined until then. */
+function peersOf(current: ObservedPod[], parallelism: number): PeersRequest["peers"] | undefined {
+  const peers: PeersRequest["peers"] = [];
+  for (let taskIndex = 0; taskIndex < parallelism; taskIndex++) {
+    const podIP = current.find((pod) => pod.taskIndex === taskIndex)?.podIP;
+    if (!podIP) return undefined;
+    peers.push({ taskIndex, url: taskManagerUrl(podIP) });
+  }
+  return peers;
 }
 
 /** A TaskManager that exited because it cannot start as the spec says: no restart fixes that. */

@@ -14,9 +14,11 @@ import type { V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { isDeepStrictEqual } from "node:util";
 import { MANIFEST_NAME, manifestKey } from "../api/object-layout.js";
-import type { JobRef } from "../api/protocol.js";
+import type { JobRef, PeersRequest } from "../api/protocol.js";
 import { parseStreamJobSpec, StreamJobStatus, type StreamJob } from "../api/streamjob.js";
 import { latestCompletedCheckpoint, missingParts } from "../coordinator/completed-checkpoints.js";
+import type { HttpTaskManagerClientOptions } from "../coordinator/http-task-manager-client.js";
+import { TaskManagerCallError, type TaskManagerClient } from "../coordinator/interfaces.js";
 import {
   decodeBase64,
   StorageSecretError,
@@ -29,7 +31,14 @@ import { isNotFound, type KubeGateway } from "./kube-gateway.js";
 import type { OperatorMetrics } from "./metrics.js";
 import { jobSelector, LABELS, OPERATOR_NAME, TOKEN_SECRET_KEY, tokenSecretName } from "./names.js";
 import { observePod, toMillis } from "./observe-pod.js";
-import { plan, type Action, type Observed, type Plan, type PlannerOptions } from "./planner.js";
+import {
+  plan,
+  PEERS_RESEND_MS,
+  type Action,
+  type Observed,
+  type Plan,
+  type PlannerOptions,
+} from "./planner.js";
 import { nextStatus, refusal, statusEvents, type RecordEvent } from "./status.js";
 
 /** What the reconciler asks of the job coordinators (JobCoordinators in the operator). */
@@ -50,6 +59,8 @@ export interface ReconcilerDeps {
   gateway: KubeGateway;
   storage: StorageResolver;
   coordinators: Coordinators;
+  /** The client the peers reach a TaskManager with: the coordinators' (HttpTaskManagerClient). */
+  connect(options: HttpTaskManagerClientOptions): Pick<TaskManagerClient, "setPeers">;
   metrics: OperatorMetrics;
   log: Logger;
   now(): number;
@@ -263,6 +274,9 @@ export class Reconciler {
           );
           break;
         }
+        case "SendPeers":
+          await this.sendPeers({ epoch: action.epoch, peers: action.peers }, observation.token, log);
+          break;
         case "TakeSnapshot":
           coordinators.takeSnapshot(key, action.kind, action.purpose);
           log.info({ kind: action.kind, purpose: action.purpose }, "snapshot requested");
@@ -272,6 +286,37 @@ export class Reconciler {
           break;
       }
     }
+  }
+
+  /**
+   * PUT /v1/peers to every TaskManager of the epoch. Not getting through is no error: the plan looks
+   * again within PEERS_RESEND_MS while they are not all ready, and sends again (repeats are harmless).
+   */
+  private async sendPeers(request: PeersRequest, token: string | undefined, log: Logger): Promise<void> {
+    if (!token) {
+      log.debug({ epoch: request.epoch }, "peers not sent: the token Secret is not there yet");
+      return;
+    }
+    const sent = await Promise.allSettled(
+      request.peers.map(({ taskIndex, url }) =>
+        this.deps
+          .connect({ taskIndex, baseUrl: url, token, requestTimeoutMs: PEERS_RESEND_MS })
+          .setPeers(request),
+      ),
+    );
+    sent.forEach((result, i) => {
+      if (result.status === "fulfilled") return;
+      const { taskIndex } = request.peers[i]!;
+      const err = result.reason as Error;
+      // Not listening yet is how a TaskManager starts; one that answered and refused is worth a line.
+      const refused = err instanceof TaskManagerCallError && err.status !== undefined;
+      log[refused ? "info" : "debug"](
+        { epoch: request.epoch, taskIndex, err: err.message },
+        "peers not taken",
+      );
+    });
+    const taken = sent.filter((result) => result.status === "fulfilled").length;
+    log.debug({ epoch: request.epoch, taken, of: sent.length }, "peers sent");
   }
 
   private async writeStatus(job: StreamJob, decided: Plan, log: Logger): Promise<void> {

@@ -194,6 +194,7 @@ test("exactly once: TaskManagers SIGKILLed with a lost notify-complete and right
     },
     abort: (request) => client.abort(request),
     status: () => client.status(),
+    setPeers: (request) => client.setPeers(request),
   });
   const job = kafkaSequenceJob(program, {
     policy: { intervalMs: 300, timeoutMs: 10_000 },

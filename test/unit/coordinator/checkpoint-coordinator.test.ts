@@ -133,6 +133,25 @@ test("a checkpoint commits its manifest, is recorded, and only then are the task
   for (const line of notified) expect(journal.indexOf(line)).toBeGreaterThan(recordedAt);
 });
 
+test("a completed checkpoint carries the dataflow's longest alignment and its backpressure, per stage and per task", async () => {
+  const { coordinator, tasks } = setup();
+  tasks[0]!.dataflow = { alignmentDurationMs: 12, backpressure: { source: 0.2, count: 0.7 } };
+  tasks[1]!.dataflow = { alignmentDurationMs: 30, backpressure: { source: 0.4 } };
+  const outcome = await coordinator.triggerCheckpoint();
+  expect(outcome.state === "completed" && outcome.checkpoint).toMatchObject({
+    alignmentDurationMs: 30,
+    backpressure: { source: 0.4, count: 0.7 },
+    backpressureByTask: { 0: { source: 0.2, count: 0.7 }, 1: { source: 0.4 } },
+  });
+
+  // A single-stage job's TaskManagers report neither.
+  for (const task of tasks) task.dataflow = undefined;
+  const next = await coordinator.triggerCheckpoint();
+  expect(next.state).toBe("completed");
+  for (const field of ["alignmentDurationMs", "backpressure", "backpressureByTask"])
+    expect(next.state === "completed" && next.checkpoint).not.toHaveProperty(field);
+});
+
 test.each([
   ["declines", "decline", "declined", "task 1 declined checkpoint 1: state backend full"],
   [

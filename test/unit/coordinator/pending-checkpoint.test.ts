@@ -304,6 +304,35 @@ describe("PendingCheckpoint", () => {
     });
   });
 
+  describe("dataflow figures", () => {
+    it("are the longest alignment and, per stage, the highest backpressure of the tasks that reported them", () => {
+      checkpoint.acknowledge(
+        ackFor(checkpoint, 0, { alignmentDurationMs: 0, backpressure: { source: 0.1, count: 0.5 } }),
+      );
+      checkpoint.acknowledge(
+        ackFor(checkpoint, 1, { alignmentDurationMs: 40, backpressure: { source: 0.3 } }),
+      );
+      checkpoint.acknowledge(ackFor(checkpoint, 2));
+      expect(checkpoint.alignmentDurationMs()).toBe(40);
+      expect(checkpoint.backpressure()).toEqual({ source: 0.3, count: 0.5 });
+      expect(checkpoint.backpressureByTask()).toEqual({
+        0: { source: 0.1, count: 0.5 },
+        1: { source: 0.3 },
+      });
+    });
+
+    it("are absent when no task reported them (not a dataflow); an alignment of 0 is one", () => {
+      ackAll(checkpoint, clock);
+      expect(checkpoint.alignmentDurationMs()).toBeUndefined();
+      expect(checkpoint.backpressure()).toBeUndefined();
+      expect(checkpoint.backpressureByTask()).toBeUndefined();
+
+      const aligned = pendingCheckpoint(clock, { checkpointId: 8 });
+      aligned.acknowledge(ackFor(aligned, 2, { alignmentDurationMs: 0 }));
+      expect(aligned.alignmentDurationMs()).toBe(0);
+    });
+  });
+
   it("rejects an impossible parallelism when created", () => {
     expect(() => pendingCheckpoint(clock, { parallelism: 13 })).toThrow("parallelism must be an integer");
   });

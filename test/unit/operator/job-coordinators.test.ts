@@ -217,6 +217,52 @@ test("the lag the tasks report at a checkpoint's cut goes to the status (summed)
   await coordinators.stop(key, "test over");
 });
 
+test("a dataflow's figures go to the status (over all TaskManagers) and the metrics (per TaskManager and stage), and go with the job", async () => {
+  const { api, clock, tasks, journal, coordinators, start, key, metrics } = setup();
+  const backpressureSeries = async () =>
+    (await metrics.backpressure.get()).values.map(({ labels, value }) => [labels.task, labels.stage, value]);
+  const alignments = async () =>
+    (await metrics.alignmentDuration.get()).values
+      .filter(({ metricName }) => metricName?.endsWith("_count") || metricName?.endsWith("_sum"))
+      .map(({ metricName, labels, value }) => [metricName, labels.name, value]);
+  tasks[0]!.dataflow = { alignmentDurationMs: 12, backpressure: { source: 0.2, count: 0.12345 } };
+  tasks[1]!.dataflow = { alignmentDurationMs: 30, backpressure: { source: 0.4, count: 0.1 } };
+  await start();
+  clock.advance(0);
+  await waitUntil(() => journal.some((line) => line.endsWith("complete 1")));
+  expect(api.status.latestCheckpoint).toMatchObject({
+    alignmentDurationMs: 30,
+    backpressure: { source: 0.4, count: 0.123 },
+  });
+  expect(await backpressureSeries()).toEqual([
+    ["0", "source", 0.2],
+    ["0", "count", 0.12345],
+    ["1", "source", 0.4],
+    ["1", "count", 0.1],
+  ]);
+  expect(await alignments()).toEqual([
+    ["streamjob_checkpoint_alignment_duration_seconds_sum", "orders", 0.03],
+    ["streamjob_checkpoint_alignment_duration_seconds_count", "orders", 1],
+  ]);
+
+  // Only what the latest checkpoint reported stays; one without alignment observes none.
+  tasks[0]!.dataflow = undefined;
+  tasks[1]!.dataflow = { backpressure: { source: 0.5 } };
+  clock.advance(10_000);
+  await waitUntil(() => journal.some((line) => line.endsWith("complete 2")));
+  expect(api.status.latestCheckpoint).toMatchObject({ id: 2, backpressure: { source: 0.5 } });
+  expect(api.status.latestCheckpoint?.alignmentDurationMs).toBeUndefined();
+  expect(await backpressureSeries()).toEqual([["1", "source", 0.5]]);
+  expect(await alignments()).toEqual([
+    ["streamjob_checkpoint_alignment_duration_seconds_sum", "orders", 0.03],
+    ["streamjob_checkpoint_alignment_duration_seconds_count", "orders", 1],
+  ]);
+
+  await coordinators.forget(key);
+  expect(await backpressureSeries()).toEqual([]);
+  expect(await alignments()).toEqual([]);
+});
+
 test("checkpoint status writes read the StreamJob only when someone else wrote since", async () => {
   const { api, clock, journal, coordinators, start, key } = setup({
     checkpointCounts: { completed: 1, failed: 0 },

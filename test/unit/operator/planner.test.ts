@@ -204,6 +204,45 @@ describe("plan", () => {
     expect(atDeadline.message).toMatch(/orders-tm-1-1 not ready for 60s/);
   });
 
+  const starting = (taskIndex: number, podIP?: string) =>
+    pod(1, taskIndex, { ready: false, readySince: NOW - 10_000, ...(podIP && { podIP }) });
+  const peersOf = (...urls: string[]) => ({
+    epoch: 1,
+    peers: urls.map((url, taskIndex) => ({ taskIndex, url })),
+  });
+  it.each([
+    [
+      "every TaskManager has an IP, none is ready: to each, within a second",
+      [starting(0, "10.0.0.4"), starting(1, "fd00::5")],
+      peersOf("http://10.0.0.4:8080", "http://[fd00::5]:8080"),
+      1_000,
+    ],
+    [
+      "one is ready already, the other has an IP: to each again, within a second",
+      [pod(1, 0, { podIP: "10.0.0.4" }), starting(1, "10.0.0.5")],
+      peersOf("http://10.0.0.4:8080", "http://10.0.0.5:8080"),
+      1_000,
+    ],
+    [
+      "the readiness deadline comes first: looks again then",
+      [starting(0, "10.0.0.4"), pod(1, 1, { ready: false, podIP: "10.0.0.5", readySince: NOW - 59_700 })],
+      peersOf("http://10.0.0.4:8080", "http://10.0.0.5:8080"),
+      300,
+    ],
+    ["one TaskManager has no IP yet: not yet", [starting(0, "10.0.0.4"), starting(1)], undefined, 50_000],
+    [
+      "all are ready: never",
+      [pod(1, 0, { podIP: "10.0.0.4" }), pod(1, 1, { podIP: "10.0.0.5" })],
+      undefined,
+      undefined,
+    ],
+  ])("peers while the TaskManagers start: %s", (_title, pods, peers, requeueAfterMs) => {
+    const result = plan(observed({ pods, status: { parallelism: 2 } }));
+    const sent = result.actions.filter((action) => action.type === "SendPeers");
+    expect(sent).toEqual(peers ? [{ type: "SendPeers", ...peers }] : []);
+    expect(result.requeueAfterMs).toBe(requeueAfterMs);
+  });
+
   it("after a failure, Ready keeps naming it while the new TaskManagers start", () => {
     const failure =
       "TaskManager orders-tm-1-0 failed (exit code 1, Error): Kafka topic x: cannot read its partitions; restarting from checkpoint 7";

@@ -1,11 +1,17 @@
 // Fakes of the reconciler's side effects: an API server keeping objects in memory, checkpoint
-// storage in memory, and job coordinators that only record what they were asked. Each write and each
-// storage read goes into one shared timeline, so a test can assert the order of side effects.
+// storage in memory, job coordinators that only record what they were asked, and TaskManagers that
+// only take peers. Each write and each storage read goes into one shared timeline, so a test can
+// assert the order of side effects.
 import { randomUUID } from "node:crypto";
 import type { V1Pod, V1Secret } from "@kubernetes/client-node";
 import type { JobRef } from "../../../src/api/protocol.js";
 import type { StreamJob, StreamJobStatus } from "../../../src/api/streamjob.js";
-import type { SnapshotStore } from "../../../src/coordinator/interfaces.js";
+import type { HttpTaskManagerClientOptions } from "../../../src/coordinator/http-task-manager-client.js";
+import {
+  TaskManagerCallError,
+  type SnapshotStore,
+  type TaskManagerClient,
+} from "../../../src/coordinator/interfaces.js";
 import {
   StorageSecretError,
   type JobStorage,
@@ -119,6 +125,11 @@ export class FakeGateway implements KubeGateway {
       podIP: "10.0.0.5",
       conditions: [{ type: "Ready", status: "True", lastTransitionTime: new Date(at) }],
     });
+  }
+
+  /** The pod runs and has an IP, but its readiness probe does not pass yet. */
+  podStarted(name: string, podIP: string): void {
+    this.setPodStatus(name, { phase: "Running", podIP });
   }
 
   podFailed(name: string, exitCode: number): void {
@@ -248,4 +259,29 @@ export class FakeCoordinators implements Coordinators {
     this.forgotten.push(key);
     await this.stop(key);
   }
+}
+
+/**
+ * The TaskManagers as the reconciler reaches them: they only take peers, each PUT going into the
+ * timeline. One at an `unreachable` base URL is not listening yet.
+ */
+export class FakePeers {
+  readonly unreachable = new Set<string>();
+  /** The token and timeout of every client made, by base URL. */
+  readonly clients = new Map<string, { token: string; requestTimeoutMs?: number }>();
+
+  constructor(private readonly timeline: string[]) {}
+
+  readonly connect = (options: HttpTaskManagerClientOptions): Pick<TaskManagerClient, "setPeers"> => {
+    const { baseUrl, token, requestTimeoutMs } = options;
+    this.clients.set(baseUrl, { token, requestTimeoutMs });
+    return {
+      setPeers: async (request) => {
+        if (this.unreachable.has(baseUrl))
+          throw new TaskManagerCallError(`task ${options.taskIndex} at ${baseUrl} is unreachable`);
+        const peers = request.peers.map((peer) => `${peer.taskIndex}=${peer.url}`).join(" ");
+        this.timeline.push(`peers ${request.epoch} to ${baseUrl}: ${peers}`);
+      },
+    };
+  };
 }

@@ -10,7 +10,7 @@ import { Reconciler } from "../../../src/operator/reconciler.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { manifestFor } from "../storage/fixtures.js";
 import { streamJob } from "./fixtures.js";
-import { FakeCoordinators, FakeGateway, FakeStorageResolver } from "./reconciler-fakes.js";
+import { FakeCoordinators, FakeGateway, FakePeers, FakeStorageResolver } from "./reconciler-fakes.js";
 
 const KEY = "default/orders";
 const JOB = { namespace: "default", name: "orders" };
@@ -21,11 +21,13 @@ function setup(spec: Partial<StreamJobSpecInput> = {}) {
   const gateway = new FakeGateway(() => clock.now(), timeline);
   const storage = new FakeStorageResolver(timeline);
   const coordinators = new FakeCoordinators(timeline);
+  const peers = new FakePeers(timeline);
   const metrics = new OperatorMetrics();
   const reconciler = new Reconciler({
     gateway,
     storage,
     coordinators,
+    connect: peers.connect,
     metrics,
     log: pino({ level: "silent" }),
     now: () => clock.now(),
@@ -42,7 +44,7 @@ function setup(spec: Partial<StreamJobSpecInput> = {}) {
     expect(gateway.jobs.get(KEY)?.status?.phase).toBe("Running");
     timeline.length = 0;
   };
-  return { clock, timeline, gateway, storage, coordinators, metrics, pass, runJob };
+  return { clock, timeline, gateway, storage, coordinators, peers, metrics, pass, runJob };
 }
 
 /** Stores a complete checkpoint (manifest and every part) as the coordinator would commit it. */
@@ -83,6 +85,44 @@ describe("Reconciler", () => {
     for (let i = 0; i < 3; i++) expect(await pass()).toEqual({});
     expect(gateway.writes()).toEqual([]);
     expect(gateway.statusPatches).toHaveLength(patches);
+  });
+
+  it("tells the starting TaskManagers their peers on every pass until all are ready; one not listening is no error", async () => {
+    const { gateway, timeline, peers, coordinators, clock, pass } = setup({ parallelism: 2 });
+    const sent = () => timeline.filter((entry) => entry.startsWith("peers "));
+    await pass();
+    clock.advance(1_000);
+    gateway.podStarted("orders-tm-1-0", "10.0.0.5");
+    timeline.length = 0;
+    // While one has no IP there is no list to send: only the readiness deadline is looked at.
+    expect(await pass()).toEqual({ requeueAfterMs: 59_000 });
+    expect(sent()).toEqual([]);
+
+    gateway.podStarted("orders-tm-1-1", "fd00::6");
+    peers.unreachable.add("http://[fd00::6]:8080");
+    timeline.length = 0;
+    expect(await pass()).toEqual({ requeueAfterMs: 1_000 });
+    expect(sent()).toEqual([
+      "peers 1 to http://10.0.0.5:8080: 0=http://10.0.0.5:8080 1=http://[fd00::6]:8080",
+    ]);
+    const token = Buffer.from(gateway.secrets.get("default/orders-token")!.data!.token!, "base64").toString();
+    expect(peers.clients.get("http://[fd00::6]:8080")).toEqual({ token, requestTimeoutMs: 1_000 });
+
+    // The next pass sends again, to both: the one that took it takes the same list again.
+    peers.unreachable.clear();
+    timeline.length = 0;
+    expect(await pass()).toEqual({ requeueAfterMs: 1_000 });
+    expect(sent()).toEqual([
+      "peers 1 to http://10.0.0.5:8080: 0=http://10.0.0.5:8080 1=http://[fd00::6]:8080",
+      "peers 1 to http://[fd00::6]:8080: 0=http://10.0.0.5:8080 1=http://[fd00::6]:8080",
+    ]);
+
+    gateway.podReady("orders-tm-1-0", clock.now());
+    gateway.podReady("orders-tm-1-1", clock.now());
+    timeline.length = 0;
+    expect(await pass()).toEqual({});
+    expect(sent()).toEqual([]);
+    expect(coordinators.running.get(KEY)).toEqual({ epoch: 1, parallelism: 2 });
   });
 
   it("stops the coordinator before choosing the restore target, and restores from what committed while it stopped", async () => {

@@ -3,8 +3,10 @@
 import { keyGroupRangeForTask } from "../../../src/api/key-groups.js";
 import type {
   AbortCheckpointRequest,
+  CheckpointAck,
   CheckpointResult,
   NotifyCompleteRequest,
+  PeersRequest,
   TaskManagerStatus,
   TriggerCheckpointRequest,
 } from "../../../src/api/protocol.js";
@@ -41,6 +43,8 @@ export class FakeTaskManager implements TaskManagerClient {
   notifyHangs = false;
   /** Sent as the ack's sourceLag of its partition when set. */
   lag: number | undefined;
+  /** Sent in the ack as a dataflow's task reports them, when set. */
+  dataflow: Pick<CheckpointAck, "alignmentDurationMs" | "backpressure"> | undefined;
   readonly calls: string[] = [];
   private readonly results = new Map<number, Promise<CheckpointResult>>();
 
@@ -95,6 +99,7 @@ export class FakeTaskManager implements TaskManagerClient {
         parts: [{ key, sizeBytes: written.sizeBytes, sha256: written.sha256, keyGroupRange: range }],
         sourceOffsets: { [`partition-${taskIndex}`]: checkpointId * 10 },
         ...(this.lag !== undefined && { sourceLag: { [`partition-${taskIndex}`]: this.lag } }),
+        ...this.dataflow,
         syncDurationMs: 1,
         asyncDurationMs: 2,
       },
@@ -128,5 +133,9 @@ export class FakeTaskManager implements TaskManagerClient {
 
   async status(): Promise<TaskManagerStatus> {
     throw new Error("not used by the coordinator loop");
+  }
+
+  async setPeers(request: PeersRequest): Promise<void> {
+    this.record(`peers ${request.epoch}`);
   }
 }
