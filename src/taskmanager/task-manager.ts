@@ -2,7 +2,8 @@
 // It listens at once (so /healthz answers and /readyz says "not ready"), restores if told to, then
 // starts processing and becomes ready. main.ts adds the environment, real storage and signals.
 import type { AddressInfo } from "node:net";
-import type { Server } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
+import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import {
   DEFAULT_STAGE_ID,
@@ -13,6 +14,10 @@ import {
 } from "../api/protocol.js";
 import type { ObjectStore } from "../storage/object-store.js";
 import { CheckpointExecutor } from "./checkpoints/checkpoint-executor.js";
+import { DataflowRuntime } from "../dataflow/dataflow-runtime.js";
+import { isDataflow, type DataflowDefinition } from "../dataflow/definition.js";
+import { refuseUpgrade } from "../dataflow/exchange.js";
+import { bearerTokenCheck } from "./server/bearer-token.js";
 import type { JobDefinition } from "./job/job-definition.js";
 import { restoreCheckpoint, RestoreError } from "./restore/restore.js";
 import { TaskRuntime } from "./runtime/task-runtime.js";
@@ -26,7 +31,7 @@ import { PartitionScopedState } from "./state/partition-state.js";
 export interface TaskManagerOptions {
   config: TaskManagerConfig;
   token: string;
-  job: JobDefinition<unknown>;
+  job: JobDefinition<unknown> | DataflowDefinition<unknown>;
   /** Object storage of the job's endpoint, one store per bucket. */
   storage(bucket: string): ObjectStore;
   host: string;
@@ -64,14 +69,47 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
     storage: options.storage,
   };
   const sink = (await options.job.output?.(context)) ?? new TwoPhaseCommitSink(config.taskIndex);
-  const runtime = new TaskRuntime({
-    job: options.job,
-    context,
-    state,
-    partitionState,
-    sink,
-    ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
-  });
+  let halted: string | undefined;
+  const batchSize = options.batchSize === undefined ? {} : { batchSize: options.batchSize };
+  // A dataflow runs one instance of each stage, its source in a TaskRuntime of its own; a
+  // single-stage job is that TaskRuntime alone, its keyed state the stage `default`.
+  const dataflow = isDataflow(options.job)
+    ? new DataflowRuntime({
+        dataflow: options.job,
+        context,
+        epoch: config.epoch,
+        token: options.token,
+        partitionState,
+        stageStates: new Map(
+          options.job.stages.map((stage) => [
+            stage.id,
+            new KeyGroupedStateBackend(config.maxParallelism, config.keyGroupRange),
+          ]),
+        ),
+        sink,
+        log,
+        ...batchSize,
+        onHalted: (reason) => {
+          halted = reason;
+          notReady = `processing stopped: ${reason}; waiting to be replaced`;
+        },
+        onNewerEpoch: (epoch) => terminate({ reason: "replaced", epoch }),
+      })
+    : undefined;
+  const runtime =
+    dataflow?.source ??
+    new TaskRuntime({
+      job: options.job as JobDefinition<unknown>,
+      context,
+      state,
+      partitionState,
+      sink,
+      ...batchSize,
+    });
+  const stageStates = {
+    [PARTITION_STATE_STAGE_ID]: partitionState.backend,
+    ...(dataflow ? Object.fromEntries(dataflow.stageStates) : { [DEFAULT_STAGE_ID]: state }),
+  };
   // Explicit in the configuration since v1 gained `output`; older operators leave it to be derived.
   const configuredOutput: SinkLocation | undefined = config.output && {
     store: options.storage(config.output.bucket),
@@ -80,7 +118,8 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
   const checkpoints = new CheckpointExecutor({
     epoch: config.epoch,
     taskIndex: config.taskIndex,
-    cut: (checkpointId) => runtime.cut(checkpointId),
+    cut: (checkpointId, signal) => dataflow?.cut(checkpointId, signal) ?? runtime.cut(checkpointId),
+    ...(dataflow && { onAborted: (checkpointId: number) => dataflow.aborted(checkpointId) }),
     onCompleted: (sourceOffsets) => runtime.checkpointed(sourceOffsets),
     sink,
     ...(configuredOutput && { sinkLocation: configuredOutput }),
@@ -111,6 +150,13 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
       restoredFromCheckpointId: restoredFrom,
       recordsProcessed: runtime.recordsProcessed,
       ...(Object.keys(sourceLag).length > 0 && { sourceLag }),
+      ...(dataflow && {
+        dataflow: {
+          peersKnown: dataflow.peersKnown,
+          ...(halted !== undefined && { halted }),
+          stages: dataflow.stageStatus(),
+        },
+      }),
     };
   };
 
@@ -123,9 +169,22 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
     notReadyReason: () => notReady,
     alive: () => failure === undefined,
     onNewerEpoch: (epoch) => terminate({ reason: "replaced", epoch }),
+    // Single-stage jobs exchange nothing: they take the peers and need none of them.
+    setPeers: (peers) => {
+      const conflict = dataflow?.setPeers(peers);
+      if (conflict === undefined && notReady?.startsWith("waiting for the peers")) notReady = CONNECTING;
+      return conflict;
+    },
     log,
   });
   const server = await listen(app, options.host, options.port ?? config.port);
+  const tokenMatches = bearerTokenCheck(options.token);
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (dataflow) dataflow.exchange.accept(req, socket, head);
+    else if (!tokenMatches(req.headers.authorization))
+      refuseUpgrade(socket, 401, "missing or invalid bearer token");
+    else refuseUpgrade(socket, 404, "this job has no exchange: it is not a dataflow");
+  });
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
   log.info({ url, epoch: config.epoch, taskIndex: config.taskIndex }, "TaskManager listening");
@@ -138,10 +197,7 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
     if (restoreFrom !== undefined) {
       const store = options.storage(restoreFrom.bucket);
       const location = configuredOutput ?? sinkLocationOfManifest(store, restoreFrom.manifestKey);
-      const restored = await restoreCheckpoint({ ...config, restoreFrom }, store, {
-        [DEFAULT_STAGE_ID]: state,
-        [PARTITION_STATE_STAGE_ID]: partitionState.backend,
-      });
+      const restored = await restoreCheckpoint({ ...config, restoreFrom }, store, stageStates);
       const output = await sink.recover(location, restored.checkpointId, config.parallelism);
       offsets = restored.sourceOffsets;
       checkpoints.restored(restored.checkpointId, location);
@@ -157,8 +213,14 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
       );
     }
     await runtime.open(offsets);
+    if (dataflow) {
+      // A connection that broke meanwhile has already said why the task waits to be replaced.
+      if (halted === undefined)
+        notReady = dataflow.peersKnown ? CONNECTING : `waiting for the peers of epoch ${config.epoch}`;
+      await dataflow.connect();
+    }
     if (stopping) return;
-    runtime.start().catch((err: unknown) => {
+    (dataflow ?? runtime).start().catch((err: unknown) => {
       failure = err instanceof Error ? err : new Error(String(err));
       log.error({ err: failure }, "processing failed");
       terminate({ reason: "failed", error: failure });
@@ -178,7 +240,7 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
       stopping = true;
       notReady = "stopping";
       checkpoints.close();
-      await runtime.stop();
+      await (dataflow ?? runtime).stop();
       await sink.close().catch((err: unknown) => log.warn({ err }, "closing the sink failed"));
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -194,6 +256,8 @@ function sinkLocationOfManifest(store: ObjectStore, manifestKey: string): SinkLo
   }
   return { store, jobDirectory };
 }
+
+const CONNECTING = "connecting to the other TaskManagers of the epoch";
 
 function listen(app: ReturnType<typeof createTaskManagerApp>, host: string, port: number): Promise<Server> {
   return new Promise((resolve, reject) => {

@@ -113,6 +113,7 @@ test("a TaskManager killed mid-checkpoint aborts that checkpoint and leaves no m
           notifyComplete: (request) => client.notifyComplete(request),
           abort: (request) => client.abort(request),
           status: () => client.status(),
+          setPeers: (request) => client.setPeers(request),
         };
   const job = sequenceJob(3, frozen, { wrapClient: killAfterTrigger });
   await job.deploy({ epoch: 1, parallelism: 3, program: { name: "sequence", args: frozen } });

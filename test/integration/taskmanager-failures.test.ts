@@ -3,7 +3,7 @@
 // with the chart) puts it into the StreamJob's events and Degraded condition. A configuration error
 // fails the job at once instead of restarting it up to maxRestarts times; a spec change redeploys.
 // A TaskManager killed by its liveness probe reads as such, not as a clean exit.
-import { sequenceExample } from "../support/streamjob.js";
+import { exampleJob } from "../support/streamjob.js";
 import { sleep } from "../support/wait.js";
 import { clients, containerPid, kubectl } from "./support/cluster.js";
 import { installOperator, type InstalledOperator } from "./support/operator.js";
@@ -19,7 +19,7 @@ import {
 const { core } = clients();
 const JOB = "misnamed";
 const WHY =
-  'job.name "nope": not a built-in job (sequence, wordcount, kafka-sequence, orders-by-customer, customer-totals) nor an absolute module path';
+  'job.name "nope": not a built-in job (sequence, wordcount, kafka-sequence, orders-by-customer, customer-totals, keyed-sequence) nor an absolute module path';
 
 let ns: string;
 let operator: InstalledOperator;
@@ -43,7 +43,7 @@ async function jobEvents(): Promise<{ reason: string; message: string }[]> {
 }
 
 test("an unknown job.name fails the job with the TaskManager's reason, without restarts, until the spec changes", async () => {
-  const example = sequenceExample();
+  const example = exampleJob("sequence");
   const body = {
     ...example,
     metadata: { name: JOB, namespace: ns },

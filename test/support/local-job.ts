@@ -131,15 +131,28 @@ export class LocalJob {
   /** Starts TaskManagers for the deployment (waiting until each is ready) and a coordinator. */
   async deploy(deployment: Deployment): Promise<void> {
     this.deployment = deployment;
-    const starting = Array.from({ length: deployment.parallelism }, (_, i) =>
+    const spawned = Array.from({ length: deployment.parallelism }, (_, i) =>
       this.startTaskManager(deployment, i),
     );
+    // As the operator does: the epoch's peers, for a dataflow's exchange, before anyone is ready.
+    const peers = spawned.map((tm) => ({ taskIndex: tm.taskIndex, url: tm.url }));
+    const starting = spawned.map(async (tm) => {
+      const client = new HttpTaskManagerClient({
+        taskIndex: tm.taskIndex,
+        baseUrl: tm.url,
+        token: this.token,
+      });
+      await waitUntilReady(tm, client, deployment.epoch, () =>
+        client.setPeers({ epoch: deployment.epoch, peers }),
+      );
+      return tm;
+    });
     const started = await Promise.allSettled(starting);
     const failed = started.find((s) => s.status === "rejected");
     this.taskManagers = started.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
     if (failed) {
       // The ones that did start must not outlive a failed deployment.
-      await Promise.all(this.taskManagers.map((tm) => tm.kill()));
+      await Promise.all(spawned.map((tm) => tm.kill()));
       this.taskManagers = [];
       throw failed.reason;
     }
@@ -218,7 +231,7 @@ export class LocalJob {
     return manifest;
   }
 
-  private async startTaskManager(deployment: Deployment, taskIndex: number): Promise<TaskManagerProcess> {
+  private startTaskManager(deployment: Deployment, taskIndex: number): TaskManagerProcess {
     const address = nextLoopbackAddress();
     const config: TaskManagerConfig = {
       protocolVersion: PROTOCOL_VERSION,
@@ -271,34 +284,34 @@ export class LocalJob {
           stdio: ["ignore", fd, fd],
         });
     closeSync(fd);
-    const tm = new TaskManagerProcess(
+    return new TaskManagerProcess(
       taskIndex,
       `http://${address}:${TASKMANAGER_PORT}`,
       child,
       log,
       container || undefined,
     );
-    await waitUntilReady(
-      tm,
-      new HttpTaskManagerClient({ taskIndex, baseUrl: tm.url, token: this.token }),
-      deployment.epoch,
-    );
-    return tm;
   }
 }
 
-/** Ready means this very TaskManager answers: its authenticated status names our epoch and task. */
+/**
+ * Ready means this very TaskManager answers: its authenticated status names our epoch and task.
+ * `givePeers` is repeated until it succeeds, as the operator repeats it.
+ */
 async function waitUntilReady(
   tm: TaskManagerProcess,
   client: HttpTaskManagerClient,
   epoch: number,
+  givePeers: () => Promise<void>,
   timeoutMs = 60_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  let peersGiven = false;
   while (Date.now() < deadline) {
     if (!tm.running)
       throw new Error(`TaskManager ${tm.taskIndex} exited during start-up:\n${tm.output().slice(-2000)}`);
     try {
+      if (!peersGiven) peersGiven = await givePeers().then(() => true);
       const status = await client.status();
       if (status.ready && status.epoch === epoch && status.taskIndex === tm.taskIndex) return;
     } catch {

@@ -5,8 +5,6 @@
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import {
-  DEFAULT_STAGE_ID,
-  PARTITION_STATE_STAGE_ID,
   type AbortCheckpointRequest,
   type CheckpointPart,
   type CheckpointResult,
@@ -23,8 +21,13 @@ import { encodeStatePart, statePartName } from "../state/state-part.js";
 export interface CheckpointExecutorOptions {
   epoch: number;
   taskIndex: number;
-  /** Takes the synchronous cut (TaskRuntime.cut). */
-  cut(checkpointId: number): CheckpointCut;
+  /**
+   * Takes the cut (TaskRuntime.cut); a dataflow's completes once its barriers are aligned, and
+   * gives up when `signal` aborts (the checkpoint was aborted or its deadline passed).
+   */
+  cut(checkpointId: number, signal: AbortSignal): CheckpointCut | Promise<CheckpointCut>;
+  /** The checkpoint was aborted: a dataflow releases channels held back for it. */
+  onAborted?(checkpointId: number): void;
   /** After notify-complete of a checkpoint this task acked: the offsets it holds (TaskRuntime.checkpointed). */
   onCompleted?(sourceOffsets: Readonly<Record<string, number>>): void;
   sink: Sink;
@@ -89,9 +92,9 @@ export class CheckpointExecutor {
   trigger(request: TriggerCheckpointRequest): void {
     const { checkpointId } = request;
     if (this.triggerConflict(checkpointId) !== undefined || this.attempts.has(checkpointId)) return;
-    const cut = this.options.cut(checkpointId);
-    this.highestTriggered = checkpointId;
     const abort = new AbortController();
+    const cut = this.options.cut(checkpointId, abort.signal);
+    this.highestTriggered = checkpointId;
     const attempt: CheckpointAttempt = {
       result: {
         state: "in_progress",
@@ -103,11 +106,28 @@ export class CheckpointExecutor {
       abort,
     };
     const deadlineTimer = setTimeout(
-      () => abort.abort(new Error(`the deadline ${new Date(request.deadline).toISOString()} has passed`)),
+      () => {
+        abort.abort(new Error(`the deadline ${new Date(request.deadline).toISOString()} has passed`));
+        this.options.onAborted?.(checkpointId);
+      },
       Math.max(0, request.deadline + this.deadlineGraceMs - this.now()),
     );
     deadlineTimer.unref();
-    attempt.settled = this.upload(request, cut, abort.signal)
+    attempt.settled = Promise.resolve(cut)
+      .then((taken) => {
+        this.options.log.info(
+          {
+            checkpointId,
+            syncDurationMs: taken.syncDurationMs,
+            ...(taken.alignmentDurationMs !== undefined && {
+              alignmentDurationMs: taken.alignmentDurationMs,
+            }),
+            keys: taken.stages.reduce((keys, stage) => keys + stage.snapshot.entryCount, 0),
+          },
+          "checkpoint cut taken",
+        );
+        return this.upload(request, taken, abort.signal);
+      })
       .then(
         (ack): CheckpointResult => ({ state: "acknowledged", ack }),
         (err: unknown): CheckpointResult => ({
@@ -134,10 +154,6 @@ export class CheckpointExecutor {
         }
       });
     this.attempts.set(checkpointId, attempt);
-    this.options.log.info(
-      { checkpointId, syncDurationMs: cut.syncDurationMs, keys: cut.state.entryCount },
-      "checkpoint cut taken",
-    );
   }
 
   /** This task's answer, waiting up to `waitMs` for a final one; undefined when never triggered. */
@@ -181,6 +197,7 @@ export class CheckpointExecutor {
     if (attempt === undefined) return;
     attempt.abort.abort(new Error(`checkpoint ${request.checkpointId} aborted: ${request.reason}`));
     this.attempts.delete(request.checkpointId);
+    this.options.onAborted?.(request.checkpointId);
     this.options.log.info(
       { checkpointId: request.checkpointId, reason: request.reason },
       "checkpoint aborted",
@@ -198,8 +215,7 @@ export class CheckpointExecutor {
     try {
       return await this.uploadParts(request, cut, signal);
     } finally {
-      cut.state.release();
-      cut.partitionState.release();
+      for (const stage of cut.stages) stage.snapshot.release();
     }
   }
 
@@ -218,13 +234,13 @@ export class CheckpointExecutor {
     };
     const store = this.options.storage(bucket);
     const [state, staged] = await Promise.allSettled([
-      Promise.all([
-        this.uploadState(store, keyPrefix, cut.state, DEFAULT_STAGE_ID, either),
-        // Only jobs that keep partition-scoped state write its stage; no part restores as empty.
-        cut.partitionState.entryCount === 0
-          ? undefined
-          : this.uploadState(store, keyPrefix, cut.partitionState, PARTITION_STATE_STAGE_ID, either),
-      ]).catch(stopOthers),
+      Promise.all(
+        cut.stages.map((stage) =>
+          stage.snapshot.entryCount === 0 && !stage.writeEmpty
+            ? undefined
+            : this.uploadState(store, keyPrefix, stage.snapshot, stage.stageId, either),
+        ),
+      ).catch(stopOthers),
       abortable(this.options.sink.stageThrough(cut.checkpointId, location), either).catch(stopOthers),
     ]);
     // The first failure: every rejection went through stopOthers.
@@ -238,6 +254,8 @@ export class CheckpointExecutor {
       sourceOffsets: cut.sourceOffsets,
       ...(Object.keys(cut.sourceLag).length > 0 && { sourceLag: cut.sourceLag }),
       syncDurationMs: cut.syncDurationMs,
+      ...(cut.alignmentDurationMs !== undefined && { alignmentDurationMs: cut.alignmentDurationMs }),
+      ...(cut.backpressure !== undefined && { backpressure: cut.backpressure }),
       asyncDurationMs: Math.round(performance.now() - started),
     };
   }

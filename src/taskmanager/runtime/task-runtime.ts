@@ -8,6 +8,7 @@
 import { performance } from "node:perf_hooks";
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from "node:timers/promises";
 import type { KeyGroupRange } from "../../api/key-groups.js";
+import { DEFAULT_STAGE_ID, PARTITION_STATE_STAGE_ID } from "../../api/protocol.js";
 import {
   keyGroupOfPartition,
   type JobContext,
@@ -20,16 +21,29 @@ import type { KeyGroupedStateBackend, KeyedState, KeyedStateSnapshot } from "../
 import type { PartitionScopedState } from "../state/partition-state.js";
 import type { Sink } from "../sink/sink.js";
 
-/** The synchronous part of a checkpoint: frozen state, next offsets, sealed sink output. */
+/** The frozen state of one stage, written as one part. */
+export interface StageSnapshot {
+  stageId: string;
+  snapshot: KeyedStateSnapshot;
+  /**
+   * Written even when empty, so every manifest covers each task's key groups of a keyed stage;
+   * partition-scoped state writes no empty part.
+   */
+  writeEmpty: boolean;
+}
+
+/** What a checkpoint uploads: frozen state of every stage, next offsets, sealed sink output. */
 export interface CheckpointCut {
   checkpointId: number;
-  state: KeyedStateSnapshot;
-  /** The partition-scoped state, its own stage of the checkpoint. */
-  partitionState: KeyedStateSnapshot;
+  stages: StageSnapshot[];
   sourceOffsets: Record<string, number>;
   /** Records behind the source's end, for the partitions whose source knows its end. */
   sourceLag: Record<string, number>;
   syncDurationMs: number;
+  /** Dataflows: the longest barrier alignment of this task's stages for this checkpoint. */
+  alignmentDurationMs?: number;
+  /** Dataflows: per stage, the share of the time since the previous cut it waited for credit. */
+  backpressure?: Record<string, number>;
 }
 
 export interface TaskRuntimeOptions {
@@ -42,6 +56,16 @@ export interface TaskRuntimeOptions {
   batchSize?: number;
   /** Pause when no partition had a record. */
   idleMs?: number;
+  /** Where records go next, when the job is a dataflow (src/dataflow/): its backpressure. */
+  flow?: SourceFlow;
+}
+
+/** The source's view of the exchange it feeds. */
+export interface SourceFlow {
+  /** Undefined when records can be sent; else resolves once they can (credit came back). */
+  writable(): Promise<void> | undefined;
+  /** After each batch: what the batch sent leaves now rather than when a buffer is full. */
+  batchDone(): void;
 }
 
 interface AssignedPartition {
@@ -149,16 +173,26 @@ export class TaskRuntime {
     const sourceLag = this.sourceLag;
     this.options.sink.seal(checkpointId);
     // Last, so a throwing seal leaves no snapshot that nobody releases.
-    const state = this.options.state.snapshot();
-    const partitionState = this.options.partitionState.backend.snapshot();
+    const stages = [
+      { stageId: DEFAULT_STAGE_ID, snapshot: this.options.state.snapshot(), writeEmpty: true },
+      this.partitionStateSnapshot(),
+    ];
     // Whole milliseconds: every time on the wire is an integer (docs/protocol.md, "Terms").
     return {
       checkpointId,
-      state,
-      partitionState,
+      stages,
       sourceOffsets,
       sourceLag,
       syncDurationMs: Math.round(performance.now() - started),
+    };
+  }
+
+  /** The partition-scoped state's stage of a cut. */
+  partitionStateSnapshot(): StageSnapshot {
+    return {
+      stageId: PARTITION_STATE_STAGE_ID,
+      snapshot: this.options.partitionState.backend.snapshot(),
+      writeEmpty: false,
     };
   }
 
@@ -169,6 +203,11 @@ export class TaskRuntime {
       let sinceYield = 0;
       let roundRecords = 0;
       for (const partition of this.assigned) {
+        const blocked = this.options.flow?.writable();
+        if (blocked !== undefined) {
+          await blocked;
+          if (!this.running) return;
+        }
         const { records, nextOffset } = sourceBatch(
           partition,
           await partition.source.read(partition.offset, this.batchSize),
@@ -190,11 +229,13 @@ export class TaskRuntime {
         sinceYield += records.length;
         roundRecords += records.length;
         if (sinceYield >= this.batchSize) {
+          this.options.flow?.batchDone();
           await yieldToEventLoop();
           sinceYield = 0;
           if (!this.running) return;
         }
       }
+      this.options.flow?.batchDone();
       if (roundRecords === 0) await sleep(this.idleMs);
       else await yieldToEventLoop();
     }

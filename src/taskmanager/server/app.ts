@@ -1,7 +1,6 @@
 // The TaskManager's HTTP API, exactly as docs/protocol.md specifies: bearer token first (401, before
 // the body is even parsed), then the schema (400 naming the field), then epoch and task (409), then
 // the checkpoint's own rules. /healthz and /readyz are the only unauthenticated endpoints.
-import { createHash, timingSafeEqual } from "node:crypto";
 import express, { type NextFunction, type Request, type Response } from "express";
 import type { Logger } from "pino";
 import type { z } from "zod";
@@ -11,11 +10,13 @@ import {
   CheckpointResultQuery,
   formatZodError,
   NotifyCompleteRequest,
+  PeersRequest,
   TriggerCheckpointRequest,
   type TaskManagerStatus,
   type TriggerCheckpointAccepted,
 } from "../../api/protocol.js";
 import type { CheckpointExecutor } from "../checkpoints/checkpoint-executor.js";
+import { bearerTokenCheck } from "./bearer-token.js";
 
 export interface TaskManagerApi {
   token: string;
@@ -29,6 +30,8 @@ export interface TaskManagerApi {
   alive(): boolean;
   /** A call carried a newer epoch: this TaskManager has been replaced. */
   onNewerEpoch(epoch: number): void;
+  /** The epoch's TaskManagers (PUT /v1/peers); a string says why they conflict with earlier ones. */
+  setPeers(peers: PeersRequest["peers"]): string | undefined;
   log: Logger;
 }
 
@@ -106,6 +109,14 @@ export function createTaskManagerApp(api: TaskManagerApi): express.Express {
     res.status(204).end();
   });
 
+  app.put("/v1/peers", (req, res) => {
+    const request = parse(PeersRequest, req.body);
+    checkEpoch(api, request.epoch);
+    const conflict = api.setPeers(request.peers);
+    if (conflict !== undefined) throw new HttpError(409, conflict);
+    res.status(204).end();
+  });
+
   app.get("/v1/status", (_req, res) => {
     res.json(api.status());
   });
@@ -124,17 +135,11 @@ export function createTaskManagerApp(api: TaskManagerApi): express.Express {
 }
 
 function bearerToken(token: string) {
-  const expected = digest(token);
+  const matches = bearerTokenCheck(token);
   return (req: Request, res: Response, next: NextFunction) => {
-    const match = /^Bearer (\S+)$/i.exec(req.get("authorization") ?? "");
-    // Comparing fixed-length digests keeps the comparison constant-time whatever the lengths.
-    if (match?.[1] !== undefined && timingSafeEqual(digest(match[1]), expected)) return next();
+    if (matches(req.get("authorization"))) return next();
     res.status(401).set("WWW-Authenticate", "Bearer").json({ error: "missing or invalid bearer token" });
   };
-}
-
-function digest(text: string): Buffer {
-  return createHash("sha256").update(text, "utf8").digest();
 }
 
 function parse<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {

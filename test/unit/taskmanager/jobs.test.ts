@@ -164,7 +164,7 @@ test("jobs are found by built-in name; anything else must be an absolute module 
   expect(await loadJob("wordcount")).toBe(wordcountJob);
   expect(await loadJob("kafka-sequence")).toBe(kafkaSequenceJob);
   await expect(loadJob("sessions")).rejects.toThrow(
-    'job.name "sessions": not a built-in job (sequence, wordcount, kafka-sequence, orders-by-customer, customer-totals) nor an absolute module path',
+    'job.name "sessions": not a built-in job (sequence, wordcount, kafka-sequence, orders-by-customer, customer-totals, keyed-sequence) nor an absolute module path',
   );
 });
 
@@ -173,11 +173,11 @@ test("a module is job code when its default export has partitions() and process(
   for (const name of [plain, pathToFileURL(plain).href]) {
     const job = await loadJob(name);
     expect(typeof job.partitions).toBe("function");
-    expect(typeof job.process).toBe("function");
+    expect(typeof (job as JobDefinition<unknown>).process).toBe("function");
   }
   const notAJob = path.join(here, "fixtures", "not-a-job.mjs");
   await expect(loadJob(notAJob)).rejects.toThrow(
-    `job.name ${notAJob}: the default export is not a job (needs partitions() and process())`,
+    `job.name ${notAJob}: the default export is not a job (needs partitions() and process(), or partitions(), source and stages)`,
   );
 });
 

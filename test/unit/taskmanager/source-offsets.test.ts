@@ -158,7 +158,7 @@ test("a source that knows its end gives the cut its lag: end minus the next offs
   await until(() => runtime.sourceOffsets.gapped === 6);
   const cut = runtime.cut(2);
   expect(cut.sourceLag).toEqual({ gapped: 10 });
-  cut.state.release();
+  for (const stage of cut.stages) stage.snapshot.release();
   await runtime.stop();
   await running;
 

@@ -1,0 +1,159 @@
+// The two ends of one channel of an exchange, with Flink-style credit-based flow control: the
+// receiver announces how many data frames (buffers) it can take, the sender sends a buffer only
+// against a credit, and the receiver returns a credit when it has processed a buffer. The
+// connection's socket is therefore always read to its end: a channel held back during alignment
+// stops getting credits, never the channels that share its connection.
+//
+// Memory bound per channel: the receiver holds at most INPUT_CREDITS buffers; the sender queues at
+// most OUTPUT_BACKLOG buffers before its producer waits (plus what one batch of the producer adds);
+// a buffer is cut once it holds BUFFER_BYTES characters of JSON (at most 3 bytes each in UTF-8), and
+// a single record that large travels alone, up to the frame limit. With P TaskManagers and S exchanges a TaskManager holds at most about
+// S × P × (INPUT_CREDITS + OUTPUT_BACKLOG + 1) buffers: 2 exchanges × 4 TaskManagers × 7 × 32 KiB ≈ 1.8 MiB.
+import type { JsonValue } from "../taskmanager/job/job-definition.js";
+import { DATA_FRAME_OVERHEAD, encodeBarrier, encodeCredit, encodeData, MAX_FRAME_BYTES } from "./frames.js";
+
+export const BUFFER_BYTES = 32 * 1024;
+export const INPUT_CREDITS = 4;
+export const OUTPUT_BACKLOG = 2;
+
+/** Where a channel's frames go: a socket, or the receiving end in this process. */
+export interface FrameLink {
+  send(frame: Buffer): void;
+}
+
+type Queued = { data: Buffer } | { barrier: number };
+
+/** The sending end: cuts records into buffers and sends them as credits allow. */
+export class OutputChannel {
+  private credits = 0;
+  private readonly queue: Queued[] = [];
+  private queuedData = 0;
+  private parts: string[] = [];
+  private partBytes = 0;
+  /** Called when a credit arrives and the backlog went below OUTPUT_BACKLOG. */
+  onWritable: () => void = () => undefined;
+  buffersSent = 0;
+  bytesSent = 0;
+
+  constructor(
+    readonly channel: number,
+    readonly target: number,
+    private readonly link: FrameLink,
+  ) {}
+
+  /** Buffers waiting for a credit: the producer waits while it is OUTPUT_BACKLOG or more. */
+  get backlog(): number {
+    return this.queuedData;
+  }
+
+  add(key: string, value: JsonValue): void {
+    const text = JSON.stringify([key, value]);
+    if (text.length >= BUFFER_BYTES) {
+      // A large record travels alone, in a frame the receiver accepts, or not at all.
+      if (Buffer.byteLength(text, "utf8") + 2 + DATA_FRAME_OVERHEAD > MAX_FRAME_BYTES) {
+        throw new RangeError(
+          `a record of key ${JSON.stringify(key)} is too large to send (over ${MAX_FRAME_BYTES} bytes as JSON)`,
+        );
+      }
+      this.flush();
+      this.parts.push(text);
+      this.flush();
+      return;
+    }
+    this.parts.push(text);
+    this.partBytes += text.length + 1;
+    if (this.partBytes >= BUFFER_BYTES) this.flush();
+  }
+
+  /** Cuts the records added so far into a buffer, however few. */
+  flush(): void {
+    if (this.parts.length === 0) return;
+    const payload = Buffer.from(`[${this.parts.join(",")}]`, "utf8");
+    this.parts = [];
+    this.partBytes = 0;
+    this.queue.push({ data: payload });
+    this.queuedData++;
+    this.pump();
+  }
+
+  /** The barrier follows every record added before it. */
+  barrier(checkpointId: number): void {
+    this.flush();
+    this.queue.push({ barrier: checkpointId });
+    this.pump();
+  }
+
+  grant(count: number): void {
+    this.credits += count;
+    const before = this.queuedData;
+    this.pump();
+    if (before >= OUTPUT_BACKLOG && this.queuedData < OUTPUT_BACKLOG) this.onWritable();
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0) {
+      const head = this.queue[0]!;
+      if ("data" in head) {
+        if (this.credits === 0) return;
+        this.credits--;
+        this.queuedData--;
+        this.buffersSent++;
+        this.bytesSent += head.data.length;
+        this.link.send(encodeData(this.channel, head.data));
+      } else {
+        this.link.send(encodeBarrier(this.channel, head.barrier));
+      }
+      this.queue.shift();
+    }
+  }
+}
+
+/** The receiving end: buffers and barriers in arrival order, and the credits owed to the sender. */
+export class InputChannel {
+  private readonly queue: Queued[] = [];
+  private outstanding = 0;
+  private granted = false;
+
+  constructor(
+    readonly channel: number,
+    readonly source: number,
+    private readonly creditLink: FrameLink,
+  ) {}
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Gives the sender its first credits: once the stage can process. */
+  open(): void {
+    if (this.granted) return;
+    this.granted = true;
+    this.outstanding = INPUT_CREDITS;
+    this.creditLink.send(encodeCredit(this.channel, INPUT_CREDITS));
+  }
+
+  /** A data frame arrived; false when the sender had no credit for it (a protocol error). */
+  receiveData(payload: Buffer): boolean {
+    if (this.outstanding === 0) return false;
+    this.outstanding--;
+    this.queue.push({ data: payload });
+    return true;
+  }
+
+  receiveBarrier(checkpointId: number): void {
+    this.queue.push({ barrier: checkpointId });
+  }
+
+  peek(): Queued | undefined {
+    return this.queue[0];
+  }
+
+  /** Removes the head; a processed buffer earns the sender a new credit. */
+  take(): void {
+    const head = this.queue.shift();
+    if (head !== undefined && "data" in head) {
+      this.outstanding++;
+      this.creditLink.send(encodeCredit(this.channel, 1));
+    }
+  }
+}
