@@ -16,6 +16,7 @@ const E2E_FILES = [
   "<rootDir>/test/integration/e2e.test.ts",
   "<rootDir>/test/integration/chaos.test.ts",
   "<rootDir>/test/integration/real-node.test.ts",
+  "<rootDir>/test/integration/keyed-dataflow.test.ts",
 ];
 // real-node.test.ts needs the real node, which DEVCLUSTER_NODE=emulated turns off.
 const E2E =

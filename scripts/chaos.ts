@@ -1,7 +1,8 @@
-// `npm run chaos -- --faults N [--seed S]`: a bounded fault-injection run on a local cluster
-// (.devcluster/chaos, or DEVCLUSTER_DIR; started if needed and stopped again if this run started
-// it, unless KEEP_CLUSTER=1). The operator is installed by the Helm chart into a fresh namespace and
-// runs the `sequence` example; then N faults (test/support/chaos/faults.ts) hit TaskManagers, the
+// `npm run chaos -- --faults N [--seed S] [--job sequence|keyed-sequence]`: a bounded fault-injection
+// run on a local cluster (.devcluster/chaos, or DEVCLUSTER_DIR; started if needed and stopped again
+// if this run started it, unless KEEP_CLUSTER=1). The operator is installed by the Helm chart into a
+// fresh namespace and runs the `sequence` example, or `keyed-sequence` (records crossing
+// TaskManagers through two keyBy exchanges, aligned checkpoints); then N faults (test/support/chaos/faults.ts) hit TaskManagers, the
 // operator, MinIO and kube-apiserver, one or two at once. Throughout, status.latestCheckpoint must
 // name an intact checkpoint and ids must never go back; at the end the job must be healthy again
 // within HEALTHY_WITHIN_MS of the last fault and its committed output must have no gap and no
@@ -38,11 +39,15 @@ import { LocalCluster, repoRoot } from "../test/support/local-cluster.js";
 import { installOperatorRelease, type OperatorRelease } from "../test/support/operator-release.js";
 import { seededRandom } from "../test/support/random.js";
 import { createJobNamespace, removeBucket, storageSecretData } from "../test/support/storage.js";
-import { applyCrd, sequenceExample } from "../test/support/streamjob.js";
+import { applyCrd, exampleJob } from "../test/support/streamjob.js";
 import { sleep, waitFor } from "../test/support/wait.js";
 
 const { values: flags } = parseArgs({
-  options: { faults: { type: "string", default: "20" }, seed: { type: "string" } },
+  options: {
+    faults: { type: "string", default: "20" },
+    seed: { type: "string" },
+    job: { type: "string", default: "sequence" },
+  },
   strict: true,
 });
 const FAULTS = Number(flags.faults);
@@ -56,7 +61,14 @@ const HEALTHY_WITHIN_MS = 60_000;
 const SETTLE_MS = 20_000;
 /** The whole run's bound: it stops injecting after this. */
 const RUN_BOUND_MS = FAULTS * 45_000 + 180_000;
-const JOB = "sequence";
+// Each job's arguments: enough records to see counters move, few enough for a loaded machine.
+const JOB_ARGS: Record<string, string[]> = {
+  sequence: ["--keys", "16", "--rate", "20"],
+  "keyed-sequence": ["--partitions", "4", "--keys", "8", "--rate", "20"],
+};
+const JOB = flags.job;
+if (!Object.hasOwn(JOB_ARGS, JOB))
+  throw new Error(`--job: expected one of ${Object.keys(JOB_ARGS).join(", ")}, got ${JOB}`);
 
 const clusterDir = process.env.DEVCLUSTER_DIR ? devclusterDir() : path.join(repoRoot, ".devcluster", "chaos");
 const cluster = new LocalCluster(clusterDir);
@@ -76,7 +88,9 @@ function clusterRunning(): boolean {
 async function main(): Promise<number> {
   const started = Date.now();
   const startedCluster = !clusterRunning();
-  console.log(`chaos run: ${FAULTS} faults, seed ${SEED}, cluster ${path.relative(repoRoot, clusterDir)}`);
+  console.log(
+    `chaos run: ${FAULTS} faults on ${JOB}, seed ${SEED}, cluster ${path.relative(repoRoot, clusterDir)}`,
+  );
   cluster.cli("up");
   const { core, custom } = cluster.clients();
   const namespace = `chaos-${randomBytes(3).toString("hex")}`;
@@ -139,7 +153,7 @@ async function main(): Promise<number> {
     await createJobNamespace(core, namespace, storageData);
     await ensureBucket(store);
     operator = await installOperatorRelease(cluster, namespace, [namespace]);
-    const example = sequenceExample();
+    const example = exampleJob(JOB);
     await custom.createNamespacedCustomObject({
       group: GROUP,
       version: VERSION,
@@ -150,7 +164,7 @@ async function main(): Promise<number> {
         metadata: { name: JOB },
         spec: {
           ...example.spec,
-          job: { ...example.spec.job, args: ["--keys", "16", "--rate", "20"] },
+          job: { ...example.spec.job, args: JOB_ARGS[JOB]! },
           checkpoint: {
             ...example.spec.checkpoint,
             interval: "1s",

@@ -16,7 +16,7 @@ import { performance } from "node:perf_hooks";
 import { GROUP, PLURAL, VERSION, type StreamJob } from "../../src/api/streamjob.js";
 import { LocalCluster, repoRoot } from "../../test/support/local-cluster.js";
 import { epochOf, isDeleting, isReady, jobOf, taskIndexOf } from "../../test/support/pods.js";
-import { sequenceExample } from "../../test/support/streamjob.js";
+import { exampleJob } from "../../test/support/streamjob.js";
 import { sleep, waitFor as waitUntil } from "../../test/support/wait.js";
 
 export interface Settings {
@@ -181,7 +181,7 @@ export function sequenceJob(
   bucket: string,
   overrides: Partial<StreamJob["spec"]> = {},
 ): StreamJob {
-  const example = sequenceExample();
+  const example = exampleJob("sequence");
   return {
     ...example,
     metadata: { name },

@@ -7,9 +7,10 @@ import { repoRoot, type LocalCluster } from "./local-cluster.js";
 import { waitFor } from "./wait.js";
 
 /** manifests/examples/sequence.yaml: the `sequence` job, whose committed output can be checked for gaps. */
-export function sequenceExample(): StreamJob {
+/** manifests/examples/<name>.yaml, parsed. */
+export function exampleJob(name = "sequence"): StreamJob {
   return parseYaml(
-    readFileSync(path.join(repoRoot, "manifests/examples/sequence.yaml"), "utf8"),
+    readFileSync(path.join(repoRoot, "manifests", "examples", `${name}.yaml`), "utf8"),
   ) as StreamJob;
 }
 

@@ -24,6 +24,7 @@ describe("StreamJobs in README.md, docs/*.md and manifests/examples", () => {
         "docs/writing-a-job.md",
         "manifests/examples/kafka-orders.yaml",
         "manifests/examples/kafka-sequence.yaml",
+        "manifests/examples/keyed-sequence.yaml",
         "manifests/examples/sequence.yaml",
         "manifests/examples/wordcount.yaml",
       ]),

@@ -5,6 +5,7 @@ import { keyGroupRangeForTask } from "../../../src/api/key-groups.js";
 import { BUFFER_BYTES, INPUT_CREDITS, OUTPUT_BACKLOG } from "../../../src/dataflow/channels.js";
 import { DataflowRuntime } from "../../../src/dataflow/dataflow-runtime.js";
 import { defineDataflow, type DataflowDefinition } from "../../../src/dataflow/definition.js";
+import { encodeData } from "../../../src/dataflow/frames.js";
 import type { SourcePartition } from "../../../src/taskmanager/job/job-definition.js";
 import { TwoPhaseCommitSink } from "../../../src/taskmanager/sink/two-phase-commit-sink.js";
 import { KeyGroupedStateBackend } from "../../../src/taskmanager/state/keyed-state.js";
@@ -181,6 +182,25 @@ test("an aborted checkpoint's cut gives up; a stage that throws fails the job; a
     (err: Error) => expect(err.message).toBe("checkpoint 2 aborted: test"),
   );
   await expect(failed).rejects.toThrow("picky: 5000 is not welcome");
+});
+
+test("a malformed data frame ends the exchange before any record of it is processed", async () => {
+  let processed = 0;
+  const dataflow = defineDataflow<number>({
+    partitions: () => [],
+    source: { process: () => undefined },
+    stages: [{ id: "count", process: () => void processed++ }],
+  });
+  for (const payload of ['{"not":"an array"}', '[["k1",1],[2,2]]', '[["k1",1],["k2"]]']) {
+    const { runtime, halted } = await started(dataflow as DataflowDefinition<unknown>);
+    runtime.exchange.dataLink(0).send(encodeData(0, Buffer.from(payload)));
+    await waitFor("the exchange to halt", () => halted.length > 0, 2_000);
+    expect(halted[0]).toContain(
+      "got a data frame that is not a JSON array of [key, value] records of this task's key groups",
+    );
+    expect(runtime.haltedReason).toBe(halted[0]);
+  }
+  expect(processed).toBe(0);
 });
 
 test("stage ids are checked: reserved, repeated or malformed ids are refused", () => {

@@ -73,9 +73,13 @@ afterEach(async () => {
 });
 
 /** A raw upgrade request; resolves with the status code and body of the answer. */
-function upgrade(url: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+function upgrade(
+  url: string,
+  headers: Record<string, string>,
+  path = EXCHANGE_PATH,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const request = http.request(new URL(EXCHANGE_PATH, url), {
+    const request = http.request(new URL(path, url), {
       headers: { connection: "Upgrade", upgrade: "streamjob-exchange", ...headers },
       agent: false,
     });
@@ -113,6 +117,11 @@ test("the upgrade is refused without the token, from another epoch, to another t
     const answer = await upgrade(receiver.peer.url, headers);
     expect([answer.status, answer.body]).toEqual([status, expect.stringContaining(error)]);
   }
+  // The token comes first: without it, not even whether the path exists is told.
+  expect(
+    (await upgrade(receiver.peer.url, { ...good, authorization: "Bearer wrong" }, "/v1/other")).status,
+  ).toBe(401);
+  expect((await upgrade(receiver.peer.url, good, "/v1/other")).status).toBe(404);
   // A newer epoch calling means this TaskManager was replaced.
   expect((await upgrade(receiver.peer.url, { ...good, [HEADERS.epoch]: "4" })).status).toBe(409);
   expect(receiver.newerEpochs).toEqual([4]);
