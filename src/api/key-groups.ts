@@ -64,8 +64,17 @@ export function keyGroupForKey(key: string, maxParallelism: number): number {
   checkParallelism(maxParallelism, 1);
   // A UTF-16 code unit takes at most 3 UTF-8 bytes.
   if (scratch.length < key.length * 3) scratch = new Uint8Array(key.length * 3);
-  const { written } = utf8.encodeInto(key, scratch);
-  return murmur3_32(scratch.subarray(0, written)) % maxParallelism;
+  return murmur3_32(scratch.subarray(0, utf8Bytes(key)), 0) % maxParallelism;
+}
+
+/** Writes the key's UTF-8 bytes into `scratch`; ASCII (most keys) without the encoder's overhead. */
+function utf8Bytes(key: string): number {
+  for (let i = 0; i < key.length; i++) {
+    const code = key.charCodeAt(i);
+    if (code > 0x7f) return utf8.encodeInto(key, scratch).written;
+    scratch[i] = code;
+  }
+  return key.length;
 }
 
 /**

@@ -110,6 +110,8 @@ export class KeyGroupedStateBackend implements KeyedState {
   private snapshotsTaken = 0;
   /** Tombstones in the order of their deletes, so `after` never decreases. */
   private tombstones: Tombstone[] = [];
+  private lastKey: string | undefined;
+  private lastKeyGroup = 0;
 
   constructor(
     readonly maxParallelism: number,
@@ -153,7 +155,7 @@ export class KeyGroupedStateBackend implements KeyedState {
   }
 
   owns(key: string): boolean {
-    const keyGroup = this.keyGroupOf(key);
+    const keyGroup = this.keyGroupOfCached(key);
     return keyGroup >= this.keyGroupRange.start && keyGroup <= this.keyGroupRange.end;
   }
 
@@ -191,8 +193,20 @@ export class KeyGroupedStateBackend implements KeyedState {
     this.write(this.slotAt(keyGroup), key, value);
   }
 
+  /**
+   * The key group of `key`, remembering the last one: job code reads and writes the key of the
+   * record at hand (owns, get, put), and the hash would otherwise be most of their cost.
+   */
+  private keyGroupOfCached(key: string): number {
+    if (key !== this.lastKey) {
+      this.lastKeyGroup = this.keyGroupOf(key);
+      this.lastKey = key;
+    }
+    return this.lastKeyGroup;
+  }
+
   private slotFor(key: string): KeyGroupSlot {
-    const keyGroup = this.keyGroupOf(key);
+    const keyGroup = this.keyGroupOfCached(key);
     if (keyGroup < this.keyGroupRange.start || keyGroup > this.keyGroupRange.end) {
       throw new RangeError(
         `key ${JSON.stringify(key)} is in key group ${keyGroup}, outside this task's key groups ${this.keyGroupRange.start}-${this.keyGroupRange.end}`,

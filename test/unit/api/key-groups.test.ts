@@ -123,6 +123,26 @@ describe("keyGroupForKey", () => {
     expect(keyGroupForKey("é", 32_768)).toBe(murmur3_32(Uint8Array.of(0xc3, 0xa9)) % 32_768);
   });
 
+  it("hashes the same bytes whether a key is ASCII, starts ASCII or not, long or short", () => {
+    // ASCII keys take a faster path than the encoder; every kind must give the encoder's bytes.
+    const keys = [
+      "",
+      "a",
+      "k42",
+      "x".repeat(1_000),
+      "ascii-then-é",
+      "é-then-ascii",
+      "𝄞 clef",
+      "\u007f\u0080",
+    ];
+    for (const key of keys) {
+      expect([key, keyGroupForKey(key, 32_768)]).toEqual([key, murmur3_32(utf8(key)) % 32_768]);
+    }
+    // A short key after a long non-ASCII one: no byte of the earlier key leaks into the hash.
+    keyGroupForKey("éééééééé", 128);
+    expect(keyGroupForKey("ab", 128)).toBe(murmur3_32(utf8("ab")) % 128);
+  });
+
   it("spreads keys over all key groups", () => {
     const counts = new Array<number>(128).fill(0);
     for (let i = 0; i < 12_800; i++) {

@@ -33,18 +33,27 @@ test("a sender sends a buffer only against a credit; the barrier needs none but 
   expect(link.frames.at(-1)).toEqual({ type: "barrier", channel: 2, checkpointId: 10 });
 });
 
-test("records are cut into buffers of about BUFFER_BYTES; the producer is told when the backlog drains", () => {
+test("buffers adapt to about BUFFER_BYTES; the producer is told when the backlog drains", () => {
   const link = recordingLink();
   const output = new OutputChannel(0, 0, link);
   let wakes = 0;
   output.onWritable = () => wakes++;
-  for (let i = 0; i < OUTPUT_BACKLOG + 1; i++) output.add(`k${i}`, bigValue);
-  expect(output.backlog).toBe(OUTPUT_BACKLOG + 1);
-  output.grant(1);
+  // Small records gather in one buffer until flushed.
+  for (let i = 0; i < 10; i++) output.add(`k${i}`, i);
+  expect(output.backlog).toBe(0);
+  output.flush();
+  expect(output.backlog).toBe(1);
+  // After a buffer of a record of BUFFER_BYTES, each such record is a buffer of its own.
+  output.add("big", bigValue);
+  output.flush();
+  output.add("big2", bigValue);
+  output.add("big3", bigValue);
+  expect(output.backlog).toBe(OUTPUT_BACKLOG + 2);
+  output.grant(2);
   expect(wakes).toBe(0); // still at OUTPUT_BACKLOG
   output.grant(1);
   expect(wakes).toBe(1);
-  expect(link.frames.filter((frame) => frame.type === "data")).toHaveLength(2);
+  expect(link.frames.filter((frame) => frame.type === "data")).toHaveLength(3);
 });
 
 test("a receiver grants INPUT_CREDITS, returns one per buffer taken, and refuses a buffer sent without credit", () => {
@@ -69,19 +78,20 @@ test("a receiver grants INPUT_CREDITS, returns one per buffer taken, and refuses
   expect(credits.frames.length).toBe(before);
 });
 
-test("a record larger than a buffer travels alone; one larger than a frame in UTF-8 is refused, naming its key", () => {
+test("a buffer over the frame limit is cut into frames; a record larger than a frame in UTF-8 is refused, naming its key", () => {
   const link = recordingLink();
   const output = new OutputChannel(0, 0, link);
-  output.grant(3);
+  output.grant(10);
+  const large = "y".repeat(1_500_000);
+  for (const key of ["a", "b", "c"]) output.add(key, large);
   output.add("small", 1);
-  output.add("large", "y".repeat(2 * 1024 * 1024));
-  output.add("after", 2);
-  output.flush();
+  output.flush(); // 4.5 MB of JSON: over the 4 MiB limit
   const payloads = link.frames.map((frame) =>
     JSON.parse((frame as Extract<Frame, { type: "data" }>).payload.toString("utf8")),
   ) as Array<Array<[string, unknown]>>;
-  expect(payloads.map((records) => records.map(([key]) => key))).toEqual([["small"], ["large"], ["after"]]);
+  expect(payloads.map((records) => records.map(([key]) => key))).toEqual([["a"], ["b"], ["c"], ["small"]]);
   // 1.5 million characters, 4.5 MB in UTF-8: over the frame limit although its length is not.
+  // (After those buffers each record is a buffer of its own, so add() flushes it.)
   expect(() => output.add("huge", "€".repeat(1_500_000))).toThrow(
     'a record of key "huge" is too large to send',
   );

@@ -175,7 +175,12 @@ test("a channel held back does not block another channel on the same connection"
 
   const buffers = 3 * INPUT_CREDITS;
   const value = "v".repeat(BUFFER_BYTES);
-  for (let i = 0; i < buffers; i++) for (const output of outputs) output.add(`k${i}`, value);
+  for (let i = 0; i < buffers; i++) {
+    for (const output of outputs) {
+      output.add(`k${i}`, value);
+      output.flush();
+    }
+  }
   let takenOn1 = 0;
   await waitFor(
     "channel 1 to deliver every buffer",
