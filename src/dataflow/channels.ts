@@ -65,8 +65,6 @@ export class OutputChannel {
   private recordsPerBuffer = FIRST_BUFFER_RECORDS;
   /** Called when a credit arrives and the backlog went below OUTPUT_BACKLOG. */
   onWritable: () => void = () => undefined;
-  buffersSent = 0;
-  bytesSent = 0;
 
   constructor(
     readonly channel: number,
@@ -129,8 +127,6 @@ export class OutputChannel {
         if (this.credits === 0) return;
         this.credits--;
         this.queuedData--;
-        this.buffersSent++;
-        this.bytesSent += head.data.length;
         this.link.send(encodeData(this.channel, head.data));
       } else {
         this.link.send(encodeBarrier(this.channel, head.barrier));

@@ -110,7 +110,6 @@ class KeyedStageInstance {
   private next = 0;
 
   constructor(
-    readonly index: number,
     readonly definition: KeyedStageDefinition,
     readonly state: KeyGroupedStateBackend,
     readonly inputs: InputChannel[],
@@ -275,14 +274,7 @@ export class DataflowRuntime {
         (_, from) => new InputChannel(index, from, this.exchange.creditLink(from)),
       );
       const last = index === dataflow.stages.length - 1;
-      return new KeyedStageInstance(
-        index,
-        definition,
-        state,
-        inputs,
-        last ? undefined : outputs(index + 1),
-        this,
-      );
+      return new KeyedStageInstance(definition, state, inputs, last ? undefined : outputs(index + 1), this);
     });
     this.source = new TaskRuntime({
       job: this.sourceJob(),
