@@ -2,7 +2,6 @@
 // real MinIO. Killing processes, corrupting parts and rescaling must never lose or repeat a record.
 import { createHash } from "node:crypto";
 import { stageOfPart, type CheckpointManifest } from "../../src/api/protocol.js";
-import type { CompletedCheckpoint } from "../../src/coordinator/checkpoint-coordinator.js";
 import type { TaskManagerClient } from "../../src/coordinator/interfaces.js";
 import { latestCompletedCheckpoint } from "../../src/coordinator/completed-checkpoints.js";
 import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
@@ -67,12 +66,6 @@ async function stateOf(manifest: CheckpointManifest): Promise<Map<string, unknow
   return state;
 }
 
-async function completedCheckpoint(job: LocalJob): Promise<CompletedCheckpoint> {
-  const outcome = await job.coordinator!.triggerCheckpoint();
-  if (outcome.state !== "completed") throw new Error(`checkpoint aborted: ${outcome.reason}`);
-  return outcome.checkpoint;
-}
-
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // So slow that no record arrives between a restore and the next checkpoint: state stays as restored.
 const frozen = ["--keys", "60", "--rate", "0.0001"];
@@ -85,7 +78,7 @@ test("three TaskManagers checkpoint: the manifest lists every task's parts, each
     program: { name: "sequence", args: ["--keys", "60", "--rate", "200"] },
   });
   await pause(300);
-  const manifest = await job.manifest((await completedCheckpoint(job)).checkpointId);
+  const manifest = await job.manifest((await job.completedCheckpoint()).checkpointId);
 
   expect(new Set(manifest.parts.map((p) => p.taskIndex))).toEqual(new Set([0, 1, 2]));
   for (const part of manifest.parts) {
@@ -117,7 +110,7 @@ test("a TaskManager killed mid-checkpoint aborts that checkpoint and leaves no m
         };
   const job = sequenceJob(3, frozen, { wrapClient: killAfterTrigger });
   await job.deploy({ epoch: 1, parallelism: 3, program: { name: "sequence", args: frozen } });
-  const before = (await completedCheckpoint(job)).checkpointId;
+  const before = (await job.completedCheckpoint()).checkpointId;
 
   armed = true;
   const outcome = await job.coordinator!.triggerCheckpoint();
@@ -134,7 +127,7 @@ test("restoring the latest completed checkpoint reproduces the exact state, also
   const job = sequenceJob(2, running);
   await job.deploy({ epoch: 1, parallelism: 2, program: { name: "sequence", args: running } });
   await pause(400);
-  const { checkpointId, manifestKey } = await completedCheckpoint(job);
+  const { checkpointId, manifestKey } = await job.completedCheckpoint();
   const original = await job.manifest(checkpointId);
   const originalState = await stateOf(original);
   expect(originalState.size).toBe(60);
@@ -146,7 +139,7 @@ test("restoring the latest completed checkpoint reproduces the exact state, also
       program: { name: "sequence", args: frozen },
       restoreFrom: { checkpointId, manifestKey },
     });
-    const restored = await job.manifest((await completedCheckpoint(job)).checkpointId);
+    const restored = await job.manifest((await job.completedCheckpoint()).checkpointId);
     expect(restored.parallelism).toBe(parallelism);
     expect(await stateOf(restored)).toEqual(originalState);
     expect(restored.sourceOffsets).toEqual(original.sourceOffsets);
@@ -156,7 +149,7 @@ test("restoring the latest completed checkpoint reproduces the exact state, also
 test("a TaskManager refuses to restore a checkpoint with a corrupted part, naming the part", async () => {
   const job = sequenceJob(2, frozen);
   await job.deploy({ epoch: 1, parallelism: 2, program: { name: "sequence", args: frozen } });
-  const { checkpointId, manifestKey } = await completedCheckpoint(job);
+  const { checkpointId, manifestKey } = await job.completedCheckpoint();
   const part = (await job.manifest(checkpointId)).parts[0]!;
   const bytes = await store.get(part.key);
   const flipped = bytes.length - 2;
@@ -185,7 +178,7 @@ test("the sequence job, with TaskManagers killed again and again, commits output
   }
   await pause(600);
   await job.coordinator!.stop();
-  await completedCheckpoint(job); // its notify-complete commits the last staged output
+  await job.completedCheckpoint(); // its notify-complete commits the last staged output
 
   const report = await verifySequenceOutput(store, job.directory);
   expect(report.problems).toEqual([]);

@@ -8,7 +8,6 @@ import { build } from "esbuild";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { CompletedCheckpoint } from "../../src/coordinator/checkpoint-coordinator.js";
 import { HttpTaskManagerClient } from "../../src/coordinator/http-task-manager-client.js";
 import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
 import { readCommittedOutput } from "../../src/taskmanager/sink/committed-output.js";
@@ -195,12 +194,6 @@ afterAll(async () => {
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
 
-async function completedCheckpoint(job: LocalJob): Promise<CompletedCheckpoint> {
-  const outcome = await job.coordinator!.triggerCheckpoint();
-  if (outcome.state !== "completed") throw new Error(`checkpoint aborted: ${outcome.reason}`);
-  return outcome.checkpoint;
-}
-
 async function latestOffsets(job: LocalJob): Promise<Record<string, number> | undefined> {
   const latest = job.completed.at(-1);
   return latest && (await job.manifest(latest.checkpointId)).sourceOffsets;
@@ -270,7 +263,7 @@ test("the documented multi-stage example, with a TaskManager killed mid-run, com
   );
   await job.coordinator!.stop();
   // Its notify-complete commits the output of every task, up to and including it.
-  const final = await completedCheckpoint(job);
+  const final = await job.completedCheckpoint();
   expect((await job.manifest(final.checkpointId)).sourceOffsets).toEqual(
     Object.fromEntries(REGIONS.map((region) => [`orders-${region}`, ORDERS_PER_REGION])),
   );

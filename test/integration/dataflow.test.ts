@@ -4,7 +4,6 @@
 // downstream of each exchange; verifySequenceOutput checks what was committed).
 import path from "node:path";
 import { stageOfPart } from "../../src/api/protocol.js";
-import type { CompletedCheckpoint } from "../../src/coordinator/checkpoint-coordinator.js";
 import { HttpTaskManagerClient } from "../../src/coordinator/http-task-manager-client.js";
 import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
 import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
@@ -49,12 +48,6 @@ function keyedSequence(
   return job;
 }
 
-async function completedCheckpoint(job: LocalJob): Promise<CompletedCheckpoint> {
-  const outcome = await job.coordinator!.triggerCheckpoint();
-  if (outcome.state !== "completed") throw new Error(`checkpoint aborted: ${outcome.reason}`);
-  return outcome.checkpoint;
-}
-
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test("a checkpoint of a dataflow holds every keyed stage's parts and the source offsets; status shows the stages", async () => {
@@ -62,7 +55,7 @@ test("a checkpoint of a dataflow holds every keyed stage's parts and the source 
   const job = keyedSequence(3, args);
   await job.deploy({ epoch: 1, parallelism: 3, program: { name: "keyed-sequence", args } });
   await pause(500);
-  const { checkpointId } = await completedCheckpoint(job);
+  const { checkpointId } = await job.completedCheckpoint();
   const manifest = await job.manifest(checkpointId);
 
   // Every task wrote a part of each keyed stage; the source stage's partition-scoped state is empty.
@@ -110,12 +103,12 @@ test("keyed-sequence with TaskManagers killed again and again and a rescale comm
   const before = job.completed.length;
   await waitFor("a checkpoint before the rescale", () => job.completed.length > before, 30_000);
   await job.coordinator!.stop();
-  const { checkpointId, manifestKey } = await completedCheckpoint(job);
+  const { checkpointId, manifestKey } = await job.completedCheckpoint();
   await job.redeploy({ parallelism: 2, restoreFrom: { checkpointId, manifestKey } });
   job.coordinator!.start();
   await pause(800);
   await job.coordinator!.stop();
-  await completedCheckpoint(job);
+  await job.completedCheckpoint();
 
   for (const tm of job.taskManagers) expect(tm.running).toBe(true);
   const report = await verifySequenceOutput(store, job.directory);

@@ -224,6 +224,13 @@ export class LocalJob {
     return latest.checkpointId;
   }
 
+  /** Triggers a checkpoint now; resolves with it once completed, rejects when it was aborted. */
+  async completedCheckpoint(): Promise<CompletedCheckpoint> {
+    const outcome = await this.coordinator!.triggerCheckpoint();
+    if (outcome.state !== "completed") throw new Error(`checkpoint aborted: ${outcome.reason}`);
+    return outcome.checkpoint;
+  }
+
   async manifest(checkpointId: number): Promise<CheckpointManifest> {
     const completed = this.completed.find((c) => c.checkpointId === checkpointId);
     const manifest = completed && (await this.snapshots.getManifest(completed.manifestKey));
