@@ -661,7 +661,8 @@ const inSource = named("/runtime/task-runtime.js", "run");
 
 /**
  * The shares, tried in order; a stack is leaf first. JSON.stringify and JSON.parse are builtins V8
- * does not show as frames: they are the self time of OutputChannel.add and KeyedStageInstance.process.
+ * does not show as frames: they are the self time of OutputChannel.flush (one call per buffer) and of
+ * KeyedStageInstance.process/decode.
  */
 const profileRules: [string, (leaf: Frame, stack: Frame[]) => boolean][] = [
   ["idle", (leaf) => leaf.functionName === "(idle)"],
@@ -684,19 +685,23 @@ const profileRules: [string, (leaf: Frame, stack: Frame[]) => boolean][] = [
       s.some(named("/api/key-groups.js", "keyGroupForKey")),
   ],
   [
-    "send: JSON.stringify per record (OutputChannel.add)",
-    (_, s) => s.some(named("/dataflow/channels.js", "add")),
+    "send: JSON.stringify per buffer (OutputChannel.flush)",
+    (leaf) => named("/dataflow/channels.js", "flush", "splitIntoFrames")(leaf),
   ],
   [
-    "send: buffer, frame, socket write (flush, pump)",
-    (_, s) => s.some(named("/dataflow/channels.js", "flush", "pump", "barrier")),
+    "send: Buffer.from, frame, socket write (flush, pump)",
+    (_, s) => s.some(named("/dataflow/channels.js", "flush", "enqueue", "pump", "barrier")),
+  ],
+  [
+    "send: records into the buffer (OutputChannel.add)",
+    (_, s) => s.some(named("/dataflow/channels.js", "add")),
   ],
   [
     "receive: key check per record (state.owns: murmur3)",
     (_, s) => s.some(inStage) && s.some(named("/taskmanager/state/keyed-state.js", "owns")),
   ],
   [
-    "stage: key group again for state get/put (murmur3)",
+    "stage: key group again for state.get (cache miss)",
     (_, s) => s.some(inStage) && s.some(named("/api/key-groups.js", "keyGroupForKey")),
   ],
   [

@@ -8,7 +8,7 @@
 // 2. "raw TCP + decode": the same sender; the receiver cuts the stream into frames with the
 //    exchange's FrameDecoder and JSON.parses every data frame's payload, as a keyed stage must.
 // 3. "raw TCP + encode + decode": the sender builds the frames as it goes with the exchange's own
-//    OutputChannel (a JSON.stringify per record, the buffer, the frame), credits unlimited; the
+//    OutputChannel (a JSON.stringify per buffer, the buffer, the frame), credits unlimited; the
 //    receiver as in 2. What the exchange's own encoding and decoding cost, without the runtime.
 //
 // `tsx bench/raw-tcp.ts` alone prints the three; bench/dataflow.ts calls rawTcp().
@@ -113,8 +113,8 @@ function child(args: string[]): ChildProcess {
 }
 
 /**
- * Data frames exactly as the exchange's OutputChannel cuts them for these records (full buffers of
- * BUFFER_BYTES or more), unlimited credits; `into` gets each frame.
+ * Data frames exactly as the exchange's OutputChannel cuts them for these records (buffers of about
+ * BUFFER_BYTES once its record count has adapted), unlimited credits; `into` gets each frame.
  */
 function encoder(into: (frame: Buffer) => void): OutputChannel {
   const output = new OutputChannel(0, 1, { send: into });

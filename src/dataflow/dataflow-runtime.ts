@@ -171,10 +171,14 @@ class KeyedStageInstance {
   }
 
   private process(payload: Buffer): void {
-    const records = this.decode(payload);
-    if (records === undefined) return;
+    const decoded = this.decode(payload);
+    if (decoded === undefined) return;
+    const { records, keyGroups } = decoded;
     const context = this.runtime.stageContext(this);
-    for (const [key, value] of records) {
+    for (let i = 0; i < records.length; i++) {
+      const [key, value] = records[i]!;
+      // Hashed once, in decode: the state's get and put of this key need not hash it again.
+      this.state.rememberKeyGroup(key, keyGroups[i]!);
       context.key = key;
       this.definition.process(value, context);
       this.recordsProcessed++;
@@ -182,26 +186,28 @@ class KeyedStageInstance {
   }
 
   /**
-   * A buffer's records, all checked before any is processed: a malformed buffer or a key this task
-   * does not own is the sender breaking the protocol, which ends the exchange and changes nothing.
+   * A buffer's records and their keys' groups, all checked before any is processed: a malformed
+   * buffer or a key this task does not own is the sender breaking the protocol, which ends the
+   * exchange and changes nothing.
    */
-  private decode(payload: Buffer): Array<[string, JsonValue]> | undefined {
+  private decode(payload: Buffer): { records: Array<[string, JsonValue]>; keyGroups: number[] } | undefined {
     let records: unknown;
     try {
       records = JSON.parse(payload.toString("utf8"));
     } catch {
       records = undefined;
     }
+    const { maxParallelism, keyGroupRange } = this.state;
+    const keyGroups: number[] = [];
     const valid =
       Array.isArray(records) &&
-      records.every(
-        (record) =>
-          Array.isArray(record) &&
-          record.length === 2 &&
-          typeof record[0] === "string" &&
-          this.state.owns(record[0]),
-      );
-    if (valid) return records as Array<[string, JsonValue]>;
+      records.every((record) => {
+        if (!Array.isArray(record) || record.length !== 2 || typeof record[0] !== "string") return false;
+        const keyGroup = keyGroupForKey(record[0], maxParallelism);
+        keyGroups.push(keyGroup);
+        return keyGroup >= keyGroupRange.start && keyGroup <= keyGroupRange.end;
+      });
+    if (valid) return { records: records as Array<[string, JsonValue]>, keyGroups };
     this.runtime.protocolError(
       `stage ${this.definition.id} got a data frame that is not a JSON array of [key, value] records of this task's key groups`,
     );

@@ -194,6 +194,15 @@ export class KeyGroupedStateBackend implements KeyedState {
   }
 
   /**
+   * Tells the backend the group of the key read and written next, which the caller computed as
+   * keyGroupForKey does (the exchange hashes every key it receives once, to check it).
+   */
+  rememberKeyGroup(key: string, keyGroup: number): void {
+    this.lastKey = key;
+    this.lastKeyGroup = keyGroup;
+  }
+
+  /**
    * The key group of `key`, remembering the last one: job code reads and writes the key of the
    * record at hand (owns, get, put), and the hash would otherwise be most of their cost.
    */
