@@ -6,11 +6,15 @@
 import path from "node:path";
 import type { StreamJob } from "../../src/api/streamjob.js";
 import { jobDirectory } from "../../src/api/object-layout.js";
+import { HttpTaskManagerClient } from "../../src/coordinator/http-task-manager-client.js";
+import { taskManagerUrl } from "../../src/operator/desired.js";
+import { TOKEN_SECRET_KEY, tokenSecretName } from "../../src/operator/names.js";
 import { MinioObjectStore } from "../../src/storage/minio-object-store.js";
 import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
 import { clients, containerPid, createNamespace, kubectl, repoRoot } from "./support/cluster.js";
 import { storageConfig } from "./support/minio.js";
 import { operatorUrl } from "../support/operator-release.js";
+import { waitFor } from "../support/wait.js";
 import { installOperator, type InstalledOperator } from "./support/operator.js";
 import {
   getStreamJob,
@@ -85,6 +89,8 @@ test("TaskManagers SIGKILLed mid-checkpoint again and again, then a rescale: no 
     "-p",
     JSON.stringify({ spec: { checkpoint: { interval: "500ms" } } }),
   );
+  const secret = await core.readNamespacedSecret({ namespace: ns, name: tokenSecretName(NAME) });
+  const token = Buffer.from(secret.data![TOKEN_SECRET_KEY]!, "base64").toString("utf8");
   for (let round = 0; round < 3; round++) {
     const before = await getStreamJob(ns, NAME);
     await runningWithNewCheckpoint(
@@ -92,7 +98,23 @@ test("TaskManagers SIGKILLed mid-checkpoint again and again, then a rescale: no 
       `a checkpoint before kill ${round + 1}`,
     );
     const pods = await taskManagerPods(ns, NAME);
-    process.kill(containerPid(pods[round % pods.length]!), "SIGKILL");
+    const victim = pods[round % pods.length]!;
+    // Killed while a checkpoint is under way on it: triggered, not yet completed.
+    const tm = new HttpTaskManagerClient({
+      taskIndex: round % pods.length,
+      baseUrl: taskManagerUrl(victim.status!.podIP!),
+      token,
+    });
+    await waitFor(
+      `${victim.metadata!.name} in the middle of a checkpoint`,
+      async () => {
+        const status = await tm.status();
+        return (status.highestTriggeredCheckpointId ?? 0) > (status.lastCompletedCheckpointId ?? 0);
+      },
+      30_000,
+      10,
+    );
+    process.kill(containerPid(victim), "SIGKILL");
     await waitForStreamJob(
       ns,
       NAME,
