@@ -8,14 +8,14 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import path from "node:path";
-import { clusterDir, readState } from "../src/devcluster/cluster.js";
+import { readState } from "../src/devcluster/cluster.js";
 import { HttpTaskManagerClient } from "../src/coordinator/http-task-manager-client.js";
 import { MinioObjectStore, type StorageConfig } from "../src/storage/minio-object-store.js";
 import { repoRoot } from "../test/support/local-cluster.js";
 import { LocalJob } from "../test/support/local-job.js";
 import { sleep } from "../test/support/wait.js";
 import { cpuSeconds, machineBusySeconds, percentile } from "./measure.js";
-import { benchStorage } from "./local-storage.js";
+import { benchProcesses, benchStorage } from "./local-storage.js";
 import { goUploadMs, timeUploads, uploadWays } from "./raw-transfer.js";
 
 const allConfigs = [
@@ -137,10 +137,7 @@ async function measure(
     storage,
     policy: { intervalMs, timeoutMs: 30_000 },
     retained: 2,
-    logDir: path.join(clusterDir(), "logs", "bench"),
-    ...(cpuProfDir === undefined
-      ? {}
-      : { execArgv: ["--cpu-prof", `--cpu-prof-dir=${path.resolve(cpuProfDir)}`] }),
+    ...benchProcesses(cpuProfDir),
   });
   try {
     await job.deploy({ epoch: 1, parallelism: taskmanagers, program });

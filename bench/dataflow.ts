@@ -20,20 +20,20 @@
 // checkpoint; default raw,drop,checkpoint) restrict the run (no CSV then); BENCH_CPU_PROF_DIR=<dir>
 // makes every TaskManager write a V8 CPU profile there, which this bench then splits into the
 // exchange's shares (`tsx bench/dataflow.ts --profile <dir>` does only that).
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import path from "node:path";
-import { clusterDir } from "../src/devcluster/cluster.js";
 import { HttpTaskManagerClient } from "../src/coordinator/http-task-manager-client.js";
 import type { TaskManagerStatus } from "../src/api/protocol.js";
 import type { MinioObjectStore, StorageConfig } from "../src/storage/minio-object-store.js";
 import { repoRoot } from "../test/support/local-cluster.js";
 import { LocalJob } from "../test/support/local-job.js";
 import { sleep } from "../test/support/wait.js";
-import { benchStorage } from "./local-storage.js";
+import { benchProcesses, benchStorage } from "./local-storage.js";
 import { INPUT_CREDITS } from "../src/dataflow/channels.js";
 import { cpuSeconds, machineBusySeconds, percentile } from "./measure.js";
 import { RAW_WAYS, rawTcp, recordBytes, type RawTcpResult } from "./raw-tcp.js";
+import { profileShares, type Frame, type ShareRule } from "./cpu-profiles.js";
 
 const shape = { keys: 1024, valueBytes: Number(process.env.BENCH_VALUE_BYTES ?? 100) };
 const PARTITIONS = 8;
@@ -84,10 +84,7 @@ async function deploy(
     storage,
     policy: { intervalMs, timeoutMs: 30_000 },
     retained: 2,
-    logDir: path.join(clusterDir(), "logs", "bench"),
-    ...(cpuProfDir === undefined
-      ? {}
-      : { execArgv: ["--cpu-prof", `--cpu-prof-dir=${path.resolve(cpuProfDir)}`] }),
+    ...benchProcesses(cpuProfDir),
   });
   await job.deploy({ epoch: 1, parallelism: taskmanagers, program: prog });
   return job;
@@ -634,20 +631,6 @@ function quote(cell: string): string {
 // --- Where a TaskManager's main thread goes, from V8 CPU profiles (as bench/profile-summary.ts does
 // for checkpoints, with the exchange's shares). Each sample goes to the first rule its stack matches.
 
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string };
-  children?: number[];
-}
-
-interface Profile {
-  nodes: ProfileNode[];
-  samples: number[];
-  timeDeltas: number[];
-}
-
-type Frame = ProfileNode["callFrame"];
-
 const inFile = (name: string) => (f: Frame) => f.url.endsWith(name);
 const named =
   (file: string, ...names: string[]) =>
@@ -664,7 +647,7 @@ const inSource = named("/runtime/task-runtime.js", "run");
  * does not show as frames: they are the self time of OutputChannel.flush (one call per buffer) and of
  * KeyedStageInstance.process/decode.
  */
-const profileRules: [string, (leaf: Frame, stack: Frame[]) => boolean][] = [
+const profileRules: ShareRule[] = [
   ["idle", (leaf) => leaf.functionName === "(idle)"],
   ["garbage collection", (leaf) => leaf.functionName === "(garbage collector)"],
   ["(program): native, unattributed", (leaf) => leaf.functionName === "(program)"],
@@ -697,11 +680,13 @@ const profileRules: [string, (leaf: Frame, stack: Frame[]) => boolean][] = [
     (_, s) => s.some(named("/dataflow/channels.js", "add")),
   ],
   [
-    "receive: key check per record (state.owns: murmur3)",
-    (_, s) => s.some(inStage) && s.some(named("/taskmanager/state/keyed-state.js", "owns")),
+    "receive: key group per record, checked (decode: murmur3)",
+    (_, s) =>
+      s.some(named("/dataflow/dataflow-runtime.js", "decode")) &&
+      s.some(named("/api/key-groups.js", "keyGroupForKey")),
   ],
   [
-    "stage: key group again for state.get (cache miss)",
+    "stage: key group again for state get/put (cache miss)",
     (_, s) => s.some(inStage) && s.some(named("/api/key-groups.js", "keyGroupForKey")),
   ],
   [
@@ -732,31 +717,12 @@ const profileRules: [string, (leaf: Frame, stack: Frame[]) => boolean][] = [
 ];
 
 function printProfileShares(dir: string): void {
-  const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"));
-  const total = new Map<string, number>(profileRules.map(([name]) => [name, 0]));
-  for (const file of files) {
-    const profile = JSON.parse(readFileSync(path.join(dir, file), "utf8")) as Profile;
-    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-    const parent = new Map<number, number>();
-    for (const n of profile.nodes) for (const child of n.children ?? []) parent.set(child, n.id);
-    const shareOf = new Map<number, string>();
-    profile.samples.forEach((id, i) => {
-      let share = shareOf.get(id);
-      if (share === undefined) {
-        const stack: Frame[] = [];
-        for (let at: number | undefined = id; at !== undefined; at = parent.get(at))
-          stack.push(byId.get(at)!.callFrame);
-        share = profileRules.find(([, matches]) => matches(stack[0]!, stack))![0];
-        shareOf.set(id, share);
-      }
-      total.set(share, total.get(share)! + (profile.timeDeltas[i] ?? 0));
-    });
-  }
+  const { files, micros: total } = profileShares(dir, profileRules);
   const all = [...total.values()].reduce((a, b) => a + b, 0);
   const excluded = ["idle", "start-up: loading and compiling modules"];
   const processing = all - excluded.reduce((sum, name) => sum + total.get(name)!, 0);
   console.log(
-    `\nTaskManager main threads, ${files.length} profiles in ${dir}: ${(all / 1e6).toFixed(1)} s, ` +
+    `\nTaskManager main threads, ${files} profiles in ${dir}: ${(all / 1e6).toFixed(1)} s, ` +
       `${(processing / 1e6).toFixed(1)} s processing (neither idle nor start-up); shares of processing add up to 100%`,
   );
   console.log(`${"share".padEnd(56)} ${"s".padStart(7)} ${"%".padStart(6)}`);

@@ -1,6 +1,7 @@
-// The local cluster's MinIO, as both checkpoint benches use it: the cluster started if needed, its
-// storage Secret read, and a fresh bucket for this run.
+// The local cluster as the benches use it: its MinIO (the cluster started if needed, its storage
+// Secret read, a fresh bucket for this run), and where the benches' TaskManagers log and profile.
 import { randomBytes } from "node:crypto";
+import path from "node:path";
 import { clusterDir } from "../src/devcluster/cluster.js";
 import {
   ensureBucket,
@@ -18,4 +19,17 @@ export async function benchStorage(): Promise<{ storage: StorageConfig; store: M
   const store = new MinioObjectStore({ ...storage, bucket: `bench-${randomBytes(3).toString("hex")}` });
   await ensureBucket(store);
   return { storage, store };
+}
+
+/**
+ * Where a bench's TaskManagers log (the cluster's logs/bench/), and with `cpuProfDir` the Node
+ * options that make each one leave a V8 CPU profile there when it stops.
+ */
+export function benchProcesses(cpuProfDir?: string): { logDir: string; execArgv?: string[] } {
+  return {
+    logDir: path.join(clusterDir(), "logs", "bench"),
+    ...(cpuProfDir !== undefined && {
+      execArgv: ["--cpu-prof", `--cpu-prof-dir=${path.resolve(cpuProfDir)}`],
+    }),
+  };
 }

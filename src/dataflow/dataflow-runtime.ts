@@ -43,8 +43,6 @@ export interface DataflowRuntimeOptions {
   sink: Sink;
   log: Logger;
   batchSize?: number;
-  /** The exchange cannot go on: the TaskManager stops processing and waits to be replaced. */
-  onHalted(reason: string): void;
   onNewerEpoch(epoch: number): void;
 }
 
@@ -297,11 +295,6 @@ export class DataflowRuntime {
         },
       },
     });
-  }
-
-  /** Each keyed stage's state, by stage id: what a restore fills. */
-  get stageStates(): ReadonlyMap<string, KeyGroupedStateBackend> {
-    return this.options.stageStates;
   }
 
   /** Undefined while processing can go on; else why it stopped. */
@@ -575,6 +568,5 @@ export class DataflowRuntime {
     this.halted = reason;
     this.options.log.warn({ reason }, "exchange halted: processing stopped until the job is redeployed");
     void this.stop();
-    this.options.onHalted(reason);
   }
 }

@@ -57,7 +57,15 @@ export interface RunningTaskManager {
 
 export async function startTaskManager(options: TaskManagerOptions): Promise<RunningTaskManager> {
   const { config, log } = options;
-  const state = new KeyGroupedStateBackend(config.maxParallelism, config.keyGroupRange);
+  const { job } = options;
+  const keyedState = () => new KeyGroupedStateBackend(config.maxParallelism, config.keyGroupRange);
+  // Every keyed stage's state by stage id, what a restore fills: a dataflow's keyed stages, or a
+  // single-stage job's `default`.
+  const keyedStates = new Map(
+    isDataflow(job)
+      ? job.stages.map((stage) => [stage.id, keyedState()])
+      : [[DEFAULT_STAGE_ID, keyedState()]],
+  );
   const partitionState = new PartitionScopedState(config.maxParallelism, config.keyGroupRange);
   const context = {
     args: config.program.args,
@@ -68,47 +76,37 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
     keyGroupRange: config.keyGroupRange,
     storage: options.storage,
   };
-  const sink = (await options.job.output?.(context)) ?? new TwoPhaseCommitSink(config.taskIndex);
-  let halted: string | undefined;
+  const sink = (await job.output?.(context)) ?? new TwoPhaseCommitSink(config.taskIndex);
   const batchSize = options.batchSize === undefined ? {} : { batchSize: options.batchSize };
   // A dataflow runs one instance of each stage, its source in a TaskRuntime of its own; a
   // single-stage job is that TaskRuntime alone, its keyed state the stage `default`.
-  const dataflow = isDataflow(options.job)
+  const dataflow = isDataflow(job)
     ? new DataflowRuntime({
-        dataflow: options.job,
+        dataflow: job,
         context,
         epoch: config.epoch,
         token: options.token,
         partitionState,
-        stageStates: new Map(
-          options.job.stages.map((stage) => [
-            stage.id,
-            new KeyGroupedStateBackend(config.maxParallelism, config.keyGroupRange),
-          ]),
-        ),
+        stageStates: keyedStates,
         sink,
         log,
         ...batchSize,
-        onHalted: (reason) => {
-          halted = reason;
-          notReady = `processing stopped: ${reason}; waiting to be replaced`;
-        },
         onNewerEpoch: (epoch) => terminate({ reason: "replaced", epoch }),
       })
     : undefined;
   const runtime =
     dataflow?.source ??
     new TaskRuntime({
-      job: options.job as JobDefinition<unknown>,
+      job: job as JobDefinition<unknown>,
       context,
-      state,
+      state: keyedStates.get(DEFAULT_STAGE_ID)!,
       partitionState,
       sink,
       ...batchSize,
     });
   const stageStates = {
     [PARTITION_STATE_STAGE_ID]: partitionState.backend,
-    ...(dataflow ? Object.fromEntries(dataflow.stageStates) : { [DEFAULT_STAGE_ID]: state }),
+    ...Object.fromEntries(keyedStates),
   };
   // Explicit in the configuration since v1 gained `output`; older operators leave it to be derived.
   const configuredOutput: SinkLocation | undefined = config.output && {
@@ -127,12 +125,24 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
     log,
   });
 
+  let failure: Error | undefined;
+  let stopping = false;
   let notReady: string | undefined =
     config.restoreFrom === undefined
       ? "starting"
       : `restoring from checkpoint ${config.restoreFrom.checkpointId}`;
-  let failure: Error | undefined;
-  let stopping = false;
+  // A dataflow after its restore: waiting for its peers, then for its connections to them.
+  let connecting = false;
+  /** Why the task is not ready, derived: a halted exchange says why it waits to be replaced. */
+  const notReadyReason = (): string | undefined => {
+    if (!stopping && dataflow?.haltedReason !== undefined) {
+      return `processing stopped: ${dataflow.haltedReason}; waiting to be replaced`;
+    }
+    if (!stopping && connecting) {
+      return dataflow?.peersKnown ? CONNECTING : `waiting for the peers of epoch ${config.epoch}`;
+    }
+    return notReady;
+  };
   let restoredFrom: number | null = null;
   let terminate: (termination: Termination) => void = () => undefined;
   const terminated = new Promise<Termination>((resolve) => (terminate = resolve));
@@ -144,7 +154,7 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
       job: config.job,
       epoch: config.epoch,
       taskIndex: config.taskIndex,
-      ready: notReady === undefined,
+      ready: notReadyReason() === undefined,
       lastCompletedCheckpointId: checkpoints.lastCompletedCheckpointId,
       highestTriggeredCheckpointId: checkpoints.highestTriggeredCheckpointId,
       restoredFromCheckpointId: restoredFrom,
@@ -153,7 +163,7 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
       ...(dataflow && {
         dataflow: {
           peersKnown: dataflow.peersKnown,
-          ...(halted !== undefined && { halted }),
+          ...(dataflow.haltedReason !== undefined && { halted: dataflow.haltedReason }),
           stages: dataflow.stageStatus(),
         },
       }),
@@ -166,15 +176,11 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
     taskIndex: config.taskIndex,
     checkpoints,
     status,
-    notReadyReason: () => notReady,
+    notReadyReason,
     alive: () => failure === undefined,
     onNewerEpoch: (epoch) => terminate({ reason: "replaced", epoch }),
     // Single-stage jobs exchange nothing: they take the peers and need none of them.
-    setPeers: (peers) => {
-      const conflict = dataflow?.setPeers(peers);
-      if (conflict === undefined && notReady?.startsWith("waiting for the peers")) notReady = CONNECTING;
-      return conflict;
-    },
+    setPeers: (peers) => dataflow?.setPeers(peers),
     log,
   });
   const server = await listen(app, options.host, options.port ?? config.port);
@@ -214,10 +220,9 @@ export async function startTaskManager(options: TaskManagerOptions): Promise<Run
     }
     await runtime.open(offsets);
     if (dataflow) {
-      // A connection that broke meanwhile has already said why the task waits to be replaced.
-      if (halted === undefined)
-        notReady = dataflow.peersKnown ? CONNECTING : `waiting for the peers of epoch ${config.epoch}`;
+      connecting = true;
       await dataflow.connect();
+      connecting = false;
     }
     if (stopping) return;
     (dataflow ?? runtime).start().catch((err: unknown) => {

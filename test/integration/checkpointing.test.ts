@@ -4,49 +4,16 @@ import { createHash } from "node:crypto";
 import { stageOfPart, type CheckpointManifest } from "../../src/api/protocol.js";
 import type { TaskManagerClient } from "../../src/coordinator/interfaces.js";
 import { latestCompletedCheckpoint } from "../../src/coordinator/completed-checkpoints.js";
-import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
 import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
 import { decodeStatePart } from "../../src/taskmanager/state/state-part-decoder.js";
-import path from "node:path";
-import { LocalJob, type TaskManagerProcess } from "../support/local-job.js";
+import type { LocalJob, LocalJobOptions, TaskManagerProcess } from "../support/local-job.js";
+import { localJobs } from "./support/local-jobs.js";
 import { waitFor } from "../support/wait.js";
-import { testClusterDir } from "./support/cluster.js";
-import { removeBucket } from "../support/storage.js";
-import { storageConfig, storeOnFreshBucket } from "./support/minio.js";
 
-let store: MinioObjectStore;
-let storage: StorageConfig;
-const jobs: LocalJob[] = [];
+const local = localJobs("checkpointing");
 
-beforeAll(async () => {
-  storage = await storageConfig();
-  store = await storeOnFreshBucket("checkpointing");
-});
-
-afterEach(async () => {
-  await Promise.all(jobs.splice(0).map((job) => job.stop()));
-});
-
-afterAll(async () => {
-  await removeBucket(store);
-});
-
-function sequenceJob(
-  parallelism: number,
-  args: string[],
-  options: Partial<ConstructorParameters<typeof LocalJob>[0]> = {},
-): LocalJob {
-  const job = new LocalJob({
-    program: { name: "sequence", args },
-    parallelism,
-    maxParallelism: 128,
-    store,
-    storage,
-    logDir: path.join(testClusterDir, "logs", "local-jobs"),
-    ...options,
-  });
-  jobs.push(job);
-  return job;
+function sequenceJob(parallelism: number, args: string[], options: Partial<LocalJobOptions> = {}): LocalJob {
+  return local.job({ program: { name: "sequence", args }, parallelism, maxParallelism: 128, ...options });
 }
 
 /** Every key's state in a checkpoint, read back from its parts. */
@@ -59,7 +26,7 @@ async function stateOf(manifest: CheckpointManifest): Promise<Map<string, unknow
       stageId: stageOfPart(part),
       wanted: part.keyGroupRange,
     };
-    for (const entry of decodeStatePart(await store.get(part.key), expect)) {
+    for (const entry of decodeStatePart(await local.store.get(part.key), expect)) {
       state.set(entry.key, entry.value);
     }
   }
@@ -82,7 +49,7 @@ test("three TaskManagers checkpoint: the manifest lists every task's parts, each
 
   expect(new Set(manifest.parts.map((p) => p.taskIndex))).toEqual(new Set([0, 1, 2]));
   for (const part of manifest.parts) {
-    const bytes = await store.get(part.key);
+    const bytes = await local.store.get(part.key);
     expect(bytes.length).toBe(part.sizeBytes);
     expect(createHash("sha256").update(bytes).digest("hex")).toBe(part.sha256);
   }
@@ -118,7 +85,7 @@ test("a TaskManager killed mid-checkpoint aborts that checkpoint and leaves no m
   expect(outcome.state === "aborted" && outcome.reason).toContain("task 1");
   const aborted = outcome.state === "aborted" ? outcome.checkpointId : -1;
   expect(aborted).toBe(before + 1);
-  expect(await store.stat(`${job.directory}chk-${aborted}/_metadata`)).toBeNull();
+  expect(await local.store.stat(`${job.directory}chk-${aborted}/_metadata`)).toBeNull();
   expect((await latestCompletedCheckpoint(job.snapshots, job.job)).latest?.checkpointId).toBe(before);
 });
 
@@ -151,10 +118,10 @@ test("a TaskManager refuses to restore a checkpoint with a corrupted part, namin
   await job.deploy({ epoch: 1, parallelism: 2, program: { name: "sequence", args: frozen } });
   const { checkpointId, manifestKey } = await job.completedCheckpoint();
   const part = (await job.manifest(checkpointId)).parts[0]!;
-  const bytes = await store.get(part.key);
+  const bytes = await local.store.get(part.key);
   const flipped = bytes.length - 2;
   bytes[flipped] = bytes[flipped]! ^ 1; // same size, different content
-  await store.put(part.key, bytes);
+  await local.store.put(part.key, bytes);
 
   await expect(job.redeploy({ restoreFrom: { checkpointId, manifestKey } })).rejects.toThrow(part.key);
 });
@@ -180,7 +147,7 @@ test("the sequence job, with TaskManagers killed again and again, commits output
   await job.coordinator!.stop();
   await job.completedCheckpoint(); // its notify-complete commits the last staged output
 
-  const report = await verifySequenceOutput(store, job.directory);
+  const report = await verifySequenceOutput(local.store, job.directory);
   expect(report.problems).toEqual([]);
   expect(report.lastValues.size).toBe(40);
   expect(report.records).toBeGreaterThan(40 * 10);

@@ -9,13 +9,11 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { HttpTaskManagerClient } from "../../src/coordinator/http-task-manager-client.js";
-import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
 import { readCommittedOutput } from "../../src/taskmanager/sink/committed-output.js";
-import { LocalJob } from "../support/local-job.js";
-import { removeBucket } from "../support/storage.js";
+import type { LocalJob } from "../support/local-job.js";
+import { localJobs } from "./support/local-jobs.js";
 import { waitFor } from "../support/wait.js";
 import { testClusterDir } from "./support/cluster.js";
-import { storageConfig, storeOnFreshBucket } from "./support/minio.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -161,15 +159,11 @@ function checkOutput(lines: readonly string[]): OutputCheck {
   return { problems, customers, regions };
 }
 
-let store: MinioObjectStore;
-let storage: StorageConfig;
+const local = localJobs("dataflow-example");
 let workDir: string;
 let modulePath: string;
-const jobs: LocalJob[] = [];
 
 beforeAll(async () => {
-  storage = await storageConfig();
-  store = await storeOnFreshBucket("dataflow-example");
   // Compiled on its own, as a user compiles a job: with `import type` only, nothing is left to import.
   mkdirSync(path.join(testClusterDir, "tmp"), { recursive: true });
   workDir = mkdtempSync(path.join(testClusterDir, "tmp", "dataflow-example-"));
@@ -185,12 +179,7 @@ beforeAll(async () => {
   });
 });
 
-afterEach(async () => {
-  await Promise.all(jobs.splice(0).map((job) => job.stop()));
-});
-
-afterAll(async () => {
-  if (store) await removeBucket(store);
+afterAll(() => {
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
 
@@ -207,16 +196,12 @@ test("the compiled module imports nothing", () => {
 
 test("the documented multi-stage example, with a TaskManager killed mid-run, commits every order exactly once", async () => {
   const program = { name: modulePath, args: [] };
-  const job = new LocalJob({
+  const job = local.job({
     program,
     parallelism: 2,
     maxParallelism: 128,
-    store,
-    storage,
-    logDir: path.join(testClusterDir, "logs", "local-jobs"),
     policy: { intervalMs: 200, timeoutMs: 5000 },
   });
-  jobs.push(job);
   await job.deploy({ epoch: 1, parallelism: 2, program });
   job.coordinator!.start();
 
@@ -270,7 +255,7 @@ test("the documented multi-stage example, with a TaskManager killed mid-run, com
   for (const tm of job.taskManagers) expect(tm.running).toBe(true);
 
   const lines: string[] = [];
-  for await (const object of readCommittedOutput(store, job.directory)) lines.push(...object.lines);
+  for await (const object of readCommittedOutput(local.store, job.directory)) lines.push(...object.lines);
   const check = checkOutput(lines);
   expect(check.problems.slice(0, 20)).toEqual([]);
   expect(lines).toHaveLength(ORDERS.size);

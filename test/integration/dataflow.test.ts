@@ -2,50 +2,26 @@
 // cross TaskManagers through two keyBy exchanges, checkpoints are aligned cuts, and kills, rescales
 // and a slow stage never lose or repeat a record (the job itself fails a task on a gap or duplicate
 // downstream of each exchange; verifySequenceOutput checks what was committed).
-import path from "node:path";
 import { stageOfPart } from "../../src/api/protocol.js";
 import { HttpTaskManagerClient } from "../../src/coordinator/http-task-manager-client.js";
-import type { MinioObjectStore, StorageConfig } from "../../src/storage/minio-object-store.js";
 import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
-import { removeBucket } from "../support/storage.js";
-import { LocalJob } from "../support/local-job.js";
+import type { LocalJob, LocalJobOptions } from "../support/local-job.js";
+import { localJobs } from "./support/local-jobs.js";
 import { waitFor } from "../support/wait.js";
-import { testClusterDir } from "./support/cluster.js";
-import { storageConfig, storeOnFreshBucket } from "./support/minio.js";
 
-let store: MinioObjectStore;
-let storage: StorageConfig;
-const jobs: LocalJob[] = [];
-
-beforeAll(async () => {
-  storage = await storageConfig();
-  store = await storeOnFreshBucket("dataflow");
-});
-
-afterEach(async () => {
-  await Promise.all(jobs.splice(0).map((job) => job.stop()));
-});
-
-afterAll(async () => {
-  await removeBucket(store);
-});
+const local = localJobs("dataflow");
 
 function keyedSequence(
   parallelism: number,
   args: string[],
-  options: Partial<ConstructorParameters<typeof LocalJob>[0]> = {},
+  options: Partial<LocalJobOptions> = {},
 ): LocalJob {
-  const job = new LocalJob({
+  return local.job({
     program: { name: "keyed-sequence", args },
     parallelism,
     maxParallelism: 64,
-    store,
-    storage,
-    logDir: path.join(testClusterDir, "logs", "local-jobs"),
     ...options,
   });
-  jobs.push(job);
-  return job;
 }
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -111,7 +87,7 @@ test("keyed-sequence with TaskManagers killed again and again and a rescale comm
   await job.completedCheckpoint();
 
   for (const tm of job.taskManagers) expect(tm.running).toBe(true);
-  const report = await verifySequenceOutput(store, job.directory);
+  const report = await verifySequenceOutput(local.store, job.directory);
   expect(report.problems).toEqual([]);
   expect(report.lastValues.size).toBe(6 * 40);
   expect(report.records).toBeGreaterThan(6 * 40 * 2);

@@ -4,15 +4,10 @@
 // again and again and a rescale leave committed output with no gap and no duplicate per (key,
 // source partition). The job itself fails a TaskManager on any gap or duplicate behind an exchange.
 import path from "node:path";
-import type { StreamJob } from "../../src/api/streamjob.js";
-import { jobDirectory } from "../../src/api/object-layout.js";
 import { HttpTaskManagerClient } from "../../src/coordinator/http-task-manager-client.js";
 import { taskManagerUrl } from "../../src/operator/desired.js";
 import { TOKEN_SECRET_KEY, tokenSecretName } from "../../src/operator/names.js";
-import { MinioObjectStore } from "../../src/storage/minio-object-store.js";
-import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
 import { clients, containerPid, createNamespace, kubectl, repoRoot } from "./support/cluster.js";
-import { storageConfig } from "./support/minio.js";
 import { operatorUrl } from "../support/operator-release.js";
 import { waitFor } from "../support/wait.js";
 import { installOperator, type InstalledOperator } from "./support/operator.js";
@@ -22,6 +17,8 @@ import {
   RESTRICTED,
   taskManagerPods,
   waitForStreamJob,
+  runningWithNewCheckpoint as runningWith,
+  exampleSequenceOutput,
 } from "./support/streamjobs.js";
 
 const { core } = clients();
@@ -43,19 +40,10 @@ afterAll(async () => {
 
 const latestCheckpoint = async () => (await getStreamJob(ns, NAME)).status?.latestCheckpoint?.id ?? 0;
 
-function runningWithNewCheckpoint(after: number, what: string): Promise<StreamJob> {
-  return waitForStreamJob(
-    ns,
-    NAME,
-    what,
-    (job) => job.status?.phase === "Running" && (job.status.latestCheckpoint?.id ?? 0) > after,
-    180_000,
-  );
-}
+const runningWithNewCheckpoint = (after: number, what: string) => runningWith(ns, NAME, after, what, 180_000);
 
 async function expectExactOutput(): Promise<void> {
-  const store = new MinioObjectStore({ ...(await storageConfig()), bucket: "streamjob" });
-  const report = await verifySequenceOutput(store, jobDirectory("checkpoints", ns, NAME));
+  const report = await exampleSequenceOutput(ns, NAME);
   expect(report.problems).toEqual([]);
   // Every (key, partition) pair of the example's 30 keys and 6 partitions got through both exchanges.
   expect(report.lastValues.size).toBe(30 * 6);

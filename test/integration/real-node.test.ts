@@ -5,14 +5,10 @@
 // its container's pid, a rescale, and a TaskManager over its memory limit (killed by the kernel,
 // reported, and restored once the limit is raised) all leave output with no gap and no duplicate.
 import path from "node:path";
-import type { StreamJob } from "../../src/api/streamjob.js";
 import { readState } from "../../src/devcluster/cluster.js";
 import { podNetworkOctet } from "../../src/devcluster/pod-networks.js";
 import { nodeNetwork } from "../../src/devcluster/real-node/network.js";
 import { IMAGES } from "../../src/images/build.js";
-import { MinioObjectStore } from "../../src/storage/minio-object-store.js";
-import { verifySequenceOutput } from "../../src/taskmanager/job/builtin/sequence.js";
-import { jobDirectory } from "../../src/api/object-layout.js";
 import {
   clients,
   containerPid,
@@ -21,7 +17,6 @@ import {
   repoRoot,
   testClusterDir,
 } from "./support/cluster.js";
-import { storageConfig } from "./support/minio.js";
 import { installOperator, type InstalledOperator } from "./support/operator.js";
 import {
   getStreamJob,
@@ -29,6 +24,8 @@ import {
   RESTRICTED,
   taskManagerPods,
   waitForStreamJob,
+  runningWithNewCheckpoint as runningWith,
+  exampleSequenceOutput,
 } from "./support/streamjobs.js";
 
 const { core } = clients();
@@ -51,20 +48,10 @@ afterAll(async () => {
 const sequence = () => getStreamJob(ns, "sequence");
 const latestCheckpoint = async () => (await sequence()).status?.latestCheckpoint?.id ?? 0;
 
-/** Waits for the job to run `epoch` or later with a checkpoint taken in it. */
-function runningWithNewCheckpoint(after: number, what: string): Promise<StreamJob> {
-  return waitForStreamJob(
-    ns,
-    "sequence",
-    what,
-    (job) => job.status?.phase === "Running" && (job.status.latestCheckpoint?.id ?? 0) > after,
-    120_000,
-  );
-}
+const runningWithNewCheckpoint = (after: number, what: string) => runningWith(ns, "sequence", after, what);
 
 async function expectExactOutput(): Promise<void> {
-  const store = new MinioObjectStore({ ...(await storageConfig()), bucket: "streamjob" });
-  const report = await verifySequenceOutput(store, jobDirectory("checkpoints", ns, "sequence"));
+  const report = await exampleSequenceOutput(ns, "sequence");
   expect(report.problems).toEqual([]);
   expect(report.records).toBeGreaterThan(0);
 }

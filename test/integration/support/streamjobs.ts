@@ -1,13 +1,19 @@
-// What the tests that run StreamJobs share: the CRD installed, a namespace jobs can run in, and
-// reading a StreamJob and its TaskManager pods.
+// What the tests that run StreamJobs share: the CRD installed, a namespace jobs can run in,
+// reading a StreamJob and its TaskManager pods, and checking an example's committed output.
 import { randomBytes } from "node:crypto";
 import type { V1Pod } from "@kubernetes/client-node";
+import { jobDirectory } from "../../../src/api/object-layout.js";
 import { GROUP, PLURAL, VERSION, type StreamJob } from "../../../src/api/streamjob.js";
+import { MinioObjectStore } from "../../../src/storage/minio-object-store.js";
+import {
+  verifySequenceOutput,
+  type SequenceOutputReport,
+} from "../../../src/taskmanager/job/builtin/sequence.js";
 import { jobPodSelector } from "../../support/pods.js";
 import { createJobNamespace } from "../../support/storage.js";
 import { applyCrd } from "../../support/streamjob.js";
 import { clients, testCluster, waitFor } from "./cluster.js";
-import { storageSecretData } from "./minio.js";
+import { storageConfig, storageSecretData } from "./minio.js";
 
 const { core, custom } = clients();
 
@@ -62,6 +68,32 @@ export function waitForStreamJob(
     },
     timeoutMs,
   );
+}
+
+/** Resolves once the job is Running with a checkpoint newer than `after`. */
+export function runningWithNewCheckpoint(
+  namespace: string,
+  name: string,
+  after: number,
+  what: string,
+  timeoutMs = 120_000,
+): Promise<StreamJob> {
+  return waitForStreamJob(
+    namespace,
+    name,
+    what,
+    (job) => job.status?.phase === "Running" && (job.status.latestCheckpoint?.id ?? 0) > after,
+    timeoutMs,
+  );
+}
+
+/**
+ * The exactly-once check of an example job's committed output (`sequence`, `keyed-sequence`),
+ * read where the examples put it: bucket `streamjob`, prefix `checkpoints`.
+ */
+export async function exampleSequenceOutput(namespace: string, name: string): Promise<SequenceOutputReport> {
+  const store = new MinioObjectStore({ ...(await storageConfig()), bucket: "streamjob" });
+  return verifySequenceOutput(store, jobDirectory("checkpoints", namespace, name));
 }
 
 /** The job's TaskManager pods that are not being deleted. */

@@ -44,7 +44,6 @@ async function started(dataflow: DataflowDefinition<unknown>, sink = new Recordi
   const stageStates = new Map(
     dataflow.stages.map((stage) => [stage.id, new KeyGroupedStateBackend(maxParallelism, keyGroupRange)]),
   );
-  const halted: string[] = [];
   const runtime = new DataflowRuntime({
     dataflow,
     context: {
@@ -63,7 +62,6 @@ async function started(dataflow: DataflowDefinition<unknown>, sink = new Recordi
     sink,
     log: pino({ level: "silent" }),
     batchSize,
-    onHalted: (reason) => halted.push(reason),
     onNewerEpoch: () => undefined,
   });
   runtimes.push(runtime);
@@ -73,7 +71,7 @@ async function started(dataflow: DataflowDefinition<unknown>, sink = new Recordi
   await runtime.connect();
   const failed = runtime.start();
   failed.catch(() => undefined);
-  return { runtime, stageStates, sink, halted, failed };
+  return { runtime, stageStates, sink, failed };
 }
 
 function busy(ms: number): void {
@@ -192,13 +190,12 @@ test("a malformed data frame ends the exchange before any record of it is proces
     stages: [{ id: "count", process: () => void processed++ }],
   });
   for (const payload of ['{"not":"an array"}', '[["k1",1],[2,2]]', '[["k1",1],["k2"]]']) {
-    const { runtime, halted } = await started(dataflow as DataflowDefinition<unknown>);
+    const { runtime } = await started(dataflow as DataflowDefinition<unknown>);
     runtime.exchange.dataLink(0).send(encodeData(0, Buffer.from(payload)));
-    await waitFor("the exchange to halt", () => halted.length > 0, 2_000);
-    expect(halted[0]).toContain(
+    await waitFor("the exchange to halt", () => runtime.haltedReason !== undefined, 2_000);
+    expect(runtime.haltedReason).toContain(
       "got a data frame that is not a JSON array of [key, value] records of this task's key groups",
     );
-    expect(runtime.haltedReason).toBe(halted[0]);
   }
   expect(processed).toBe(0);
 });
